@@ -1,0 +1,20 @@
+// Package retry makes unreliable calls reliable: it reruns a failed call
+// under exponential backoff, records every retry as a structured
+// "footprint" log record, and gives up with an error that still reaches the
+// root cause.
+//
+// Do and Wrap retry any Go function; DoErr retries a function that returns
+// only an error. By default a call is tried 3 times, with waits of 2s and
+// 4s (sleep time × backoff^(n−1), each capped at 30s), every error is
+// retried except a Permanent one and the end of the caller's context, and
+// the loop never sleeps past the context's deadline.
+//
+//	user, err := retry.Do(ctx, func(ctx context.Context) (*User, error) {
+//		return api.GetUser(ctx, id)
+//	}, retry.WithMaxAttempts(5), retry.WithSleepTime(time.Second))
+//
+// The package ports the Python module dtpyfw.core.retry: retry becomes Do,
+// retry_async becomes Do in a goroutine, retry_wrapper becomes Wrap, the
+// exceptions parameter becomes WithRetryOn or WithRetryIf, log_tries
+// becomes WithLogTries, and footprint records are written through log/slog.
+package retry

@@ -1,0 +1,75 @@
+package retry
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is returned, as *Error, when the loop gives up on a retryable
+// failure: the attempts ran out, the caller's context ended, or the next
+// wait would pass the context's deadline. errors.Is and errors.As reach both
+// the last attempt's error and, when the loop stopped early, the reason
+// (context.Canceled or context.DeadlineExceeded).
+type Error struct {
+	// Attempts is the number of attempts made.
+	Attempts int
+	// Err is the last attempt's error.
+	Err error
+	// Cause is why the loop stopped before the attempts ran out:
+	// context.Canceled or context.DeadlineExceeded (from the caller's
+	// context, or because the next wait would pass its deadline). It is nil
+	// when the attempts ran out.
+	Cause error
+}
+
+// Error returns a message such as
+// "retry: giving up after 3 attempts: connection refused".
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("retry: stopped after %d %s (%v): %v", e.Attempts, plural(e.Attempts), e.Cause, e.Err)
+	}
+	return fmt.Sprintf("retry: giving up after %d %s: %v", e.Attempts, plural(e.Attempts), e.Err)
+}
+
+// Unwrap returns the cause, if any, and the last attempt's error, so that
+// errors.Is and errors.As see both.
+func (e *Error) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.Cause, e.Err}
+	}
+	return []error{e.Err}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return "attempt"
+	}
+	return "attempts"
+}
+
+// Permanent marks err as not worth retrying: when fn returns it, Do stops at
+// once and returns err itself, not wrapped. An error that wraps a Permanent
+// one (fmt.Errorf("...: %w", retry.Permanent(err))) also stops the loop and
+// is returned as it is. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// unpermanent reports whether err is or wraps an error made by Permanent.
+// It returns the error to hand back: the marked error itself when Permanent
+// is outermost, else err as it is, so that context added around it stays.
+func unpermanent(err error) (error, bool) {
+	if p, ok := err.(*permanentError); ok {
+		return p.err, true
+	}
+	var p *permanentError
+	return err, errors.As(err, &p)
+}

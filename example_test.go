@@ -1,0 +1,102 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/retrykit/retry"
+)
+
+// quiet keeps the examples' output free of footprints.
+var quiet = retry.WithLogger(slog.New(slog.DiscardHandler))
+
+func ExampleDo() {
+	calls := 0
+	v, err := retry.Do(context.Background(), func(ctx context.Context) (string, error) {
+		calls++
+		if calls < 3 {
+			return "", errors.New("temporarily unavailable")
+		}
+		return "hello", nil
+	}, retry.WithSleepTime(time.Millisecond))
+	fmt.Println(v, err, calls)
+	// Output: hello <nil> 3
+}
+
+func ExampleDo_givingUp() {
+	_, err := retry.Do(context.Background(), func(ctx context.Context) (int, error) {
+		return 0, errors.New("connection refused")
+	}, retry.WithSleepTime(time.Millisecond), quiet)
+	var re *retry.Error
+	fmt.Println(errors.As(err, &re), re.Attempts)
+	fmt.Println(err)
+	// Output:
+	// true 3
+	// retry: giving up after 3 attempts: connection refused
+}
+
+func ExampleWrap() {
+	calls := 0
+	fetch := retry.Wrap(func(ctx context.Context) (int, error) {
+		calls++
+		if calls == 1 {
+			return 0, errors.New("timeout")
+		}
+		return 42, nil
+	}, retry.WithMaxAttempts(5), retry.WithSleepTime(time.Millisecond))
+
+	v, err := fetch(context.Background())
+	fmt.Println(v, err, calls)
+	// Output: 42 <nil> 2
+}
+
+var errRetryable = errors.New("retryable")
+
+func ExampleWithRetryOn() {
+	calls := 0
+	_, err := retry.Do(context.Background(), func(ctx context.Context) (int, error) {
+		calls++
+		if calls == 1 {
+			return 0, fmt.Errorf("operation returned nothing: %w", errRetryable)
+		}
+		return 0, errors.New("invalid result") // not retried
+	}, retry.WithRetryOn(errRetryable), retry.WithSleepTime(time.Millisecond))
+	fmt.Println(err, calls)
+	// Output: invalid result 2
+}
+
+func ExamplePermanent() {
+	calls := 0
+	errNotFound := errors.New("not found")
+	_, err := retry.Do(context.Background(), func(ctx context.Context) (int, error) {
+		calls++
+		return 0, retry.Permanent(errNotFound)
+	})
+	fmt.Println(err == errNotFound, calls)
+	// Output: true 1
+}
+
+func ExampleWithLogTries() {
+	logger := slog.New(slog.NewJSONHandler(stdout{}, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{} // keep the output stable
+			}
+			return a
+		},
+	}))
+	_ = retry.DoErr(context.Background(), func(ctx context.Context) error {
+		return errors.New("connection refused")
+	}, retry.WithMaxAttempts(2), retry.WithSleepTime(time.Millisecond),
+		retry.WithLogTries(true), retry.WithLogger(logger), retry.WithName("fetch"))
+	// Output:
+	// {"level":"WARN","msg":"An error happened while we retry to run fetch at the 1 attempt.","log_type":"warning","controller":"retry.Do","subject":"Warning at retrying fetch","payload":{"type":"*errors.errorString","message":"connection refused","traceback":["*errors.errorString: connection refused"],"attempt":1,"max_attempts":2,"delay":0.001}}
+	// {"level":"ERROR","msg":"We could not finish the current job in the function fetch.","log_type":"error","controller":"retry.Do","subject":"Error at fetch","payload":{"type":"*errors.errorString","message":"connection refused","traceback":["*errors.errorString: connection refused"],"attempt":2,"max_attempts":2,"delay":0}}
+}
+
+type stdout struct{}
+
+func (stdout) Write(p []byte) (int, error) { return fmt.Print(string(p)) }

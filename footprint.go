@@ -1,0 +1,109 @@
+package retry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+)
+
+// Footprints are the structured log records of the Python module this
+// package ports, written through log/slog: a WARN record for each retry
+// (with WithLogTries) and an ERROR record when the loop gives up on a
+// retryable failure. Handed to slog.NewJSONHandler, a record reads like the
+// module's dictionaries:
+//
+//	{"level":"WARN","msg":"An error happened while we retry to run fetch at the 1 attempt.",
+//	 "log_type":"warning","controller":"retry.Do","subject":"Warning at retrying fetch",
+//	 "payload":{"type":"*errors.errorString","message":"boom","traceback":["*errors.errorString: boom"],
+//	            "attempt":1,"max_attempts":3,"delay":2}}
+
+func (c *config) footprintRetry(ctx context.Context, controller string, ev *Event) {
+	if !c.logTries {
+		return
+	}
+	l := c.log()
+	if !l.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	l.LogAttrs(ctx, slog.LevelWarn,
+		"An error happened while we retry to run "+ev.Name+" at the "+strconv.Itoa(ev.Attempt)+" attempt.",
+		slog.String("log_type", "warning"),
+		slog.String("controller", controller),
+		slog.String("subject", "Warning at retrying "+ev.Name),
+		payload(ev),
+	)
+}
+
+func (c *config) footprintGiveUp(ctx context.Context, controller string, ev *Event) {
+	l := c.log()
+	if !l.Enabled(ctx, slog.LevelError) {
+		return
+	}
+	l.LogAttrs(ctx, slog.LevelError,
+		"We could not finish the current job in the function "+ev.Name+".",
+		slog.String("log_type", "error"),
+		slog.String("controller", controller),
+		slog.String("subject", "Error at "+ev.Name),
+		payload(ev),
+	)
+}
+
+func (c *config) log() *slog.Logger {
+	if c.logger != nil {
+		return c.logger
+	}
+	return slog.Default()
+}
+
+// payload is the footprint's payload group: the error's Go type, its text,
+// the chain of wrapped errors (outermost first), and where the loop stands.
+func payload(ev *Event) slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("type", errType(ev.Err)),
+		slog.String("message", errText(ev.Err)),
+		slog.Any("traceback", traceback(ev.Err)),
+		slog.Int("attempt", ev.Attempt),
+		slog.Int("max_attempts", ev.MaxAttempts),
+		slog.Float64("delay", ev.Delay.Seconds()),
+	}
+	return slog.Attr{Key: "payload", Value: slog.GroupValue(attrs...)}
+}
+
+func errType(err error) string {
+	if err == nil {
+		return ""
+	}
+	return fmt.Sprintf("%T", err)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// traceback lists err and every error it wraps, depth first, outermost
+// first, each as "type: message". It is the Go counterpart of the Python
+// module's traceback.
+func traceback(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil || len(out) >= 32 {
+			return
+		}
+		out = append(out, errType(e)+": "+e.Error())
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				walk(inner)
+			}
+		}
+	}
+	walk(err)
+	return out
+}

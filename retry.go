@@ -1,0 +1,192 @@
+package retry
+
+import (
+	"context"
+	"reflect"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Do calls fn until it succeeds, returns an error that is not retried, or
+// the attempts run out, waiting between attempts under the exponential
+// schedule of the options (by default 3 attempts, waits of 2s and 4s). It
+// ports the Python module's retry and retry_async: to retry in the
+// background, call Do in a goroutine.
+//
+// Do returns fn's result on success. Otherwise:
+//   - an invalid option: an error wrapping ErrInvalidOption; fn is not called;
+//   - ctx already done: ctx.Err(); fn is not called;
+//   - fn returned Permanent(err): err itself;
+//   - an error that WithRetryOn/WithRetryIf do not accept: that error, unchanged;
+//   - attempts exhausted, ctx ended, or the next wait would pass ctx's
+//     deadline: an *Error wrapping the last error (and the context's error).
+//
+// fn receives ctx unchanged. Do sleeps only between attempts and returns as
+// soon as ctx is done.
+func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
+	c := newConfig(opts)
+	return doWith(ctx, &c, fn)
+}
+
+// DoErr is Do for functions that return only an error.
+func DoErr(ctx context.Context, fn func(context.Context) error, opts ...Option) error {
+	c := newConfig(opts)
+	_, err := doWith(ctx, &c, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, fn(ctx)
+	})
+	return err
+}
+
+// Wrap returns fn with retries built in: each call of the result behaves as
+// Do(ctx, fn, opts...). It ports the Python module's retry_wrapper. The
+// options are checked once, here; if one is invalid, every call returns
+// that error without calling fn. The result is safe for concurrent use.
+func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(context.Context) (T, error) {
+	c := newConfig(opts)
+	if c.name == "" {
+		c.name = funcName(fn)
+	}
+	return func(ctx context.Context) (T, error) {
+		return doWith(ctx, &c, fn)
+	}
+}
+
+func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, error)) (T, error) {
+	return run(ctx, c, "retry.Do", hooks[T]{
+		attempt: fn,
+		judge: func(_ T, err error) verdict {
+			if err == nil {
+				return verdict{stop: true}
+			}
+			if e, ok := unpermanent(err); ok {
+				return verdict{stop: true, err: e}
+			}
+			return verdict{stop: !c.retryable(err), err: err}
+		},
+		name: func() string { return funcName(fn) },
+	})
+}
+
+// funcName returns fn's name as the runtime knows it, without the import
+// path: "main.fetchUser", "retry_test.ExampleDo.func1".
+func funcName(fn any) string {
+	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
+	if f == nil {
+		return "function"
+	}
+	name := f.Name()
+	name = name[strings.LastIndexByte(name, '/')+1:]
+	return strings.TrimSuffix(name, "-fm")
+}
+
+// verdict is what a judge decides about one attempt's result.
+type verdict struct {
+	// stop means: return this result as it is (success, or a failure that
+	// is not retried). The loop returns the attempt's value and err.
+	stop bool
+	// err describes the failure: the error to return when stop is set, and
+	// the attempt's error for events and *Error otherwise.
+	err error
+}
+
+// hooks adapt the loop to what is being retried: a function (Do) or an HTTP
+// request (Transport).
+//
+// The controller (named in footprints) is a parameter of run rather than a
+// field here: escape analysis treats a struct as a whole, and a string that
+// reaches the logger would send the closures to the heap with it.
+type hooks[T any] struct {
+	// attempt runs one attempt.
+	attempt func(context.Context) (T, error)
+	// judge classifies an attempt's result.
+	judge func(T, error) verdict
+	// release frees a result that will not be returned (nil: nothing to do).
+	release func(T)
+	// name is the operation's name when WithName was not given.
+	name func() string
+}
+
+// run is the retry loop: the one place that decides whether to retry and
+// the one place that waits.
+func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (T, error) {
+	var zero T
+	if c.err != nil {
+		return zero, c.err
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	var prev time.Duration // the last wait, for decorrelated jitter
+	for n := 1; ; n++ {
+		// Run the attempt and judge its result.
+		v, err := h.attempt(ctx)
+		vd := h.judge(v, err)
+		if vd.stop {
+			return v, vd.err
+		}
+		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err}
+		if ev.Name == "" {
+			ev.Name = h.name()
+		}
+		// The caller gave up during the attempt: stop without a footprint.
+		if cerr := ctx.Err(); cerr != nil {
+			return giveUp(v, err, h.release, &Error{Attempts: n, Err: vd.err, Cause: cerr})
+		}
+		// The attempts ran out.
+		if n >= c.maxAttempts {
+			c.footprintGiveUp(ctx, controller, &ev)
+			return giveUp(v, err, nil, &Error{Attempts: n, Err: vd.err})
+		}
+		// Compute the wait; give up now if it would end past the deadline.
+		wait := c.next(n, prev, c.random())
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			c.footprintGiveUp(ctx, controller, &ev)
+			return giveUp(v, err, nil, &Error{Attempts: n, Err: vd.err, Cause: context.DeadlineExceeded})
+		}
+		// Tell the observers, free the failed result, and wait.
+		ev.Delay = wait
+		c.footprintRetry(ctx, controller, &ev)
+		if c.onRetry != nil {
+			c.onRetry(ev)
+		}
+		if h.release != nil {
+			h.release(v)
+		}
+		if !sleep(ctx, wait) {
+			return zero, &Error{Attempts: n, Err: vd.err, Cause: ctx.Err()}
+		}
+		prev = wait
+	}
+}
+
+// giveUp returns the final result of a loop that stops on a retryable
+// failure. A result without an error (an HTTP response with a retryable
+// status) is returned as it is, unless release is set, in which case it is
+// released and e returned instead; an error is returned inside e.
+func giveUp[T any](v T, err error, release func(T), e *Error) (T, error) {
+	if err == nil && release == nil {
+		return v, nil
+	}
+	if release != nil {
+		release(v)
+	}
+	var zero T
+	return zero, e
+}
+
+// sleep waits for d or until ctx is done, and reports whether the wait ran
+// its course.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
