@@ -15,6 +15,8 @@ type Error struct {
 	Attempts int
 	// Err is the last attempt's error.
 	Err error
+	// Category is the last attempt's classification (Unknown for Do).
+	Category Category
 	// Cause is why the loop stopped before the attempts ran out:
 	// context.Canceled or context.DeadlineExceeded (from the caller's
 	// context, or because the next wait would pass its deadline). It is nil

@@ -1,6 +1,9 @@
 package retry
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // An Event describes one failed attempt that is about to be retried, or the
 // last one before the loop gives up. The same events feed footprints, the
@@ -15,6 +18,23 @@ type Event struct {
 	// Delay is the wait about to start before the next attempt; zero when
 	// the loop is giving up.
 	Delay time.Duration
-	// Err is the attempt's error.
+	// Err is the attempt's error. For an HTTP response with a retryable
+	// status it describes the status ("retry: server answered 503 Service
+	// Unavailable").
 	Err error
+	// Category is the attempt's classification (Unknown for Do).
+	Category Category
+
+	// The fields below are set by a Transport only.
+
+	// Method is the request's method.
+	Method string
+	// URL is the request's URL without userinfo, fragment or query values.
+	URL string
+	// Response is the attempt's response, if it got one: read its status
+	// and headers only. The body belongs to the Transport.
+	Response *http.Response
+	// RetryAfter is the wait the server asked for in a Retry-After header,
+	// or -1 when it asked for none.
+	RetryAfter time.Duration
 }

@@ -58,6 +58,9 @@ func (c *config) log() *slog.Logger {
 
 // payload is the footprint's payload group: the error's Go type, its text,
 // the chain of wrapped errors (outermost first), and where the loop stands.
+// A Transport's records add the request's method and redacted URL, the
+// response status (0 without a response), the category and the Retry-After
+// the server asked for in seconds (-1 when it asked for none).
 func payload(ev *Event) slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("type", errType(ev.Err)),
@@ -66,6 +69,23 @@ func payload(ev *Event) slog.Attr {
 		slog.Int("attempt", ev.Attempt),
 		slog.Int("max_attempts", ev.MaxAttempts),
 		slog.Float64("delay", ev.Delay.Seconds()),
+	}
+	if ev.Method != "" {
+		status := 0
+		if ev.Response != nil {
+			status = ev.Response.StatusCode
+		}
+		retryAfter := -1.0
+		if ev.RetryAfter >= 0 {
+			retryAfter = ev.RetryAfter.Seconds()
+		}
+		attrs = append(attrs,
+			slog.String("method", ev.Method),
+			slog.String("url", ev.URL),
+			slog.Int("status", status),
+			slog.String("category", ev.Category.String()),
+			slog.Float64("retry_after", retryAfter),
+		)
 	}
 	return slog.Attr{Key: "payload", Value: slog.GroupValue(attrs...)}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"time"
 )
 
@@ -129,6 +130,8 @@ type config struct {
 	random func() float64
 	// err is the first invalid option, reported instead of running.
 	err error
+
+	http httpConfig
 }
 
 func defaultConfig() config {
@@ -140,6 +143,7 @@ func defaultConfig() config {
 		},
 		maxAttempts: DefaultMaxAttempts,
 		random:      rand.Float64,
+		http:        httpConfig{classify: Classify, maxBufferedBody: DefaultMaxBufferedBody},
 	}
 }
 
@@ -208,10 +212,34 @@ func (c *config) apply(o Option) {
 			return
 		}
 		c.onRetry = o
+	case classifierOption:
+		if o == nil {
+			c.invalid("WithClassifier(nil): the classifier must not be nil")
+			return
+		}
+		c.http.classify = Classifier(o)
+	case retryNonIdempotentOption:
+		c.http.retryNonIdempotent = bool(o)
+	case maxBufferedBodyOption:
+		if o < 0 {
+			c.invalid("WithMaxBufferedBody(%d): must not be negative", int64(o))
+			return
+		}
+		c.http.maxBufferedBody = int64(o)
+	case attemptTimeoutOption:
+		if o < 0 {
+			c.invalid("WithAttemptTimeout(%v): must not be negative", time.Duration(o))
+			return
+		}
+		c.http.attemptTimeout = time.Duration(o)
+	case attemptHeaderOption:
+		if o != "" && !validHeaderName(string(o)) {
+			c.invalid("WithAttemptHeader(%q): not a valid header name", string(o))
+			return
+		}
+		c.http.attemptHeader = http.CanonicalHeaderKey(string(o))
 	case nil:
 		c.invalid("nil Option")
-	default:
-		c.invalid("unsupported option %T", o)
 	}
 }
 

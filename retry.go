@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"net/http"
 	"reflect"
 	"runtime"
 	"strings"
@@ -62,7 +63,7 @@ func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, 
 			if e, ok := unpermanent(err); ok {
 				return verdict{stop: true, err: e}
 			}
-			return verdict{stop: !c.retryable(err), err: err}
+			return verdict{stop: !c.retryable(err), err: err, retryAfter: -1}
 		},
 		name: func() string { return funcName(fn) },
 	})
@@ -88,6 +89,12 @@ type verdict struct {
 	// err describes the failure: the error to return when stop is set, and
 	// the attempt's error for events and *Error otherwise.
 	err error
+	// category is the attempt's classification (Unknown for Do).
+	category Category
+	// retryAfter is the wait the server asked for, or -1 for none.
+	retryAfter time.Duration
+	// resp is the attempt's response, for events (Transport only).
+	resp *http.Response
 }
 
 // hooks adapt the loop to what is being retried: a function (Do) or an HTTP
@@ -105,6 +112,8 @@ type hooks[T any] struct {
 	release func(T)
 	// name is the operation's name when WithName was not given.
 	name func() string
+	// describe adds the request's method and URL to an event (nil: none).
+	describe func(*Event)
 }
 
 // run is the retry loop: the one place that decides whether to retry and
@@ -125,24 +134,39 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 		if vd.stop {
 			return v, vd.err
 		}
-		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err}
+		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err,
+			Category: vd.category, Response: vd.resp, RetryAfter: vd.retryAfter}
 		if ev.Name == "" {
 			ev.Name = h.name()
 		}
+		if h.describe != nil {
+			h.describe(&ev)
+		}
+		fail := &Error{Attempts: n, Err: vd.err, Category: vd.category}
 		// The caller gave up during the attempt: stop without a footprint.
 		if cerr := ctx.Err(); cerr != nil {
-			return giveUp(v, err, h.release, &Error{Attempts: n, Err: vd.err, Cause: cerr})
+			fail.Cause = cerr
+			return giveUp(v, err, h.release, fail)
 		}
 		// The attempts ran out.
 		if n >= c.maxAttempts {
 			c.footprintGiveUp(ctx, controller, &ev)
-			return giveUp(v, err, nil, &Error{Attempts: n, Err: vd.err})
+			return giveUp(v, err, nil, fail)
 		}
-		// Compute the wait; give up now if it would end past the deadline.
+		// Compute the wait: the schedule's, or longer if the server asks.
+		// A server that asks for more than the max delay gets its answer
+		// back at once rather than a retry.
 		wait := c.next(n, prev, c.random())
+		if vd.retryAfter > c.maxDelay {
+			c.footprintGiveUp(ctx, controller, &ev)
+			return v, err
+		}
+		wait = max(wait, vd.retryAfter)
+		// Give up now if the wait would end past the deadline.
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			c.footprintGiveUp(ctx, controller, &ev)
-			return giveUp(v, err, nil, &Error{Attempts: n, Err: vd.err, Cause: context.DeadlineExceeded})
+			fail.Cause = context.DeadlineExceeded
+			return giveUp(v, err, nil, fail)
 		}
 		// Tell the observers, free the failed result, and wait.
 		ev.Delay = wait
@@ -154,7 +178,8 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 			h.release(v)
 		}
 		if !sleep(ctx, wait) {
-			return zero, &Error{Attempts: n, Err: vd.err, Cause: ctx.Err()}
+			fail.Cause = ctx.Err()
+			return zero, fail
 		}
 		prev = wait
 	}

@@ -1,0 +1,252 @@
+package retry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Request bodies. A retry must send the same bytes as the first attempt,
+// never an empty or truncated body. Three ways, in order of preference:
+//   - the request has GetBody: attempt 1 sends req.Body, each retry a fresh
+//     body from GetBody. Bodies are never rewound with Seek, since net/http
+//     may still be reading an earlier attempt's body after RoundTrip
+//     returned (golang/go#51907).
+//   - the body fits in maxBufferedBody: it is read once into a pooled
+//     buffer and every attempt reads its own reader over that buffer.
+//   - it does not fit: it is sent once, whole (the bytes read so far, then
+//     the rest), and that attempt is not retried.
+
+// bodyMode says how a request's body is sent.
+type bodyMode int
+
+const (
+	bodyNone     bodyMode = iota // no body: every attempt sends none
+	bodyGetBody                  // GetBody gives each retry a fresh body
+	bodyBuffered                 // replayed from a pooled buffer
+	bodyOnce                     // too large to buffer: one attempt only
+)
+
+// bodyBuffer holds a request body's bytes for replay. It is shared by the
+// RoundTrip that filled it and by every reader handed to the base
+// RoundTripper; it returns to the pool when the last of them lets go, so
+// no attempt still being written by net/http can see it reused.
+type bodyBuffer struct {
+	data []byte
+	refs atomic.Int32
+	// getBody is b.newBody, bound once when the buffer is made, so that
+	// setting it as a request's GetBody allocates nothing.
+	getBody func() (io.ReadCloser, error)
+}
+
+var bodyPool = sync.Pool{New: func() any {
+	b := &bodyBuffer{}
+	b.getBody = b.newBody
+	return b
+}}
+
+func getBodyBuffer() *bodyBuffer {
+	b := bodyPool.Get().(*bodyBuffer)
+	b.refs.Store(1)
+	return b
+}
+
+func (b *bodyBuffer) unref() {
+	if b.refs.Add(-1) == 0 {
+		b.data = b.data[:0]
+		bodyPool.Put(b)
+	}
+}
+
+// newBody returns a reader over the buffered bytes; it holds a reference
+// to the buffer until it is closed.
+func (b *bodyBuffer) newBody() (io.ReadCloser, error) {
+	b.refs.Add(1)
+	return &bufferBody{buf: b}, nil
+}
+
+// fill reads r into b until EOF or until more than limit bytes are read.
+// It reports whether all of r fitted.
+func (b *bodyBuffer) fill(r io.Reader, limit int64) (complete bool, err error) {
+	for {
+		if int64(len(b.data)) > limit {
+			return false, nil
+		}
+		if len(b.data) == cap(b.data) {
+			b.data = append(b.data, 0)[:len(b.data)]
+		}
+		space := b.data[len(b.data):cap(b.data)]
+		if room := limit + 1 - int64(len(b.data)); int64(len(space)) > room {
+			space = space[:room]
+		}
+		n, err := r.Read(space)
+		b.data = b.data[:len(b.data)+n]
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+var errBodyClosed = errors.New("retry: read of a closed request body")
+
+// bufferBody is one attempt's body over a bodyBuffer. net/http may call
+// Close from another goroutine while a Read is under way; the mutex makes
+// sure that once Close returns, no Read touches the buffer again.
+type bufferBody struct {
+	mu  sync.Mutex
+	buf *bodyBuffer // nil once closed
+	off int
+}
+
+func (r *bufferBody) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buf == nil {
+		return 0, errBodyClosed
+	}
+	if r.off >= len(r.buf.data) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.buf.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *bufferBody) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buf != nil {
+		r.buf.unref()
+		r.buf = nil
+	}
+	return nil
+}
+
+// onceBody sends a body that was too large to buffer: the bytes already
+// read, then the rest of the caller's body. Closing it closes the caller's
+// body and lets go of the buffer.
+type onceBody struct {
+	bufferBody
+	rest io.ReadCloser
+}
+
+func (r *onceBody) Read(p []byte) (int, error) {
+	n, err := r.bufferBody.Read(p)
+	if err == io.EOF {
+		return r.rest.Read(p)
+	}
+	return n, err
+}
+
+func (r *onceBody) Close() error {
+	_ = r.bufferBody.Close()
+	return r.rest.Close()
+}
+
+// requestBody is the per-RoundTrip state of the caller's body.
+type requestBody struct {
+	mode bodyMode
+	buf  *bodyBuffer
+	// owned is the caller's body while this package is still responsible
+	// for closing it: until it is handed to the base RoundTripper (which
+	// closes it) or closed after buffering.
+	owned io.ReadCloser
+}
+
+// prepare decides how req's body is sent, buffering it when it must. On
+// error the caller's body has been closed.
+func (b *requestBody) prepare(req *http.Request, limit int64) error {
+	if req.Body == nil || req.Body == http.NoBody {
+		b.mode = bodyNone
+		return nil
+	}
+	b.owned = req.Body
+	if req.GetBody != nil {
+		b.mode = bodyGetBody
+		return nil
+	}
+	if req.ContentLength > limit {
+		b.mode = bodyOnce // known too large: stream it as it is
+		return nil
+	}
+	b.buf = getBodyBuffer()
+	if req.ContentLength > 0 {
+		b.buf.data = slices.Grow(b.buf.data, int(req.ContentLength)+1)
+	}
+	complete, err := b.buf.fill(req.Body, limit)
+	if err != nil {
+		b.finish()
+		return fmt.Errorf("retry: reading the request body: %w", err)
+	}
+	if !complete {
+		b.mode = bodyOnce
+		return nil
+	}
+	b.mode = bodyBuffered
+	_ = req.Body.Close() // all of it is in the buffer
+	b.owned = nil
+	if n := int64(len(b.buf.data)); req.ContentLength > 0 && n != req.ContentLength {
+		b.finish()
+		return fmt.Errorf("retry: the request body has %d bytes but ContentLength is %d", n, req.ContentLength)
+	}
+	return nil
+}
+
+// set gives attempt n's request r its body. It reports whether a later
+// attempt can send the same body again.
+func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
+	switch b.mode {
+	case bodyNone:
+		return true, nil
+	case bodyGetBody:
+		if n == 1 {
+			b.owned = nil // the base closes it
+			return true, nil
+		}
+		body, err := r.GetBody()
+		if err != nil {
+			return false, fmt.Errorf("retry: GetBody for attempt %d: %w", n, err)
+		}
+		r.Body = body
+		return true, nil
+	case bodyBuffered:
+		r.Body, _ = b.buf.newBody()
+		r.ContentLength = int64(len(b.buf.data))
+		r.GetBody = b.buf.getBody
+		if r.ContentLength == 0 {
+			r.Body.Close()
+			r.Body, r.GetBody = http.NoBody, nil
+		}
+		return true, nil
+	}
+	// bodyOnce
+	if b.buf == nil {
+		r.Body = b.owned
+	} else {
+		b.buf.refs.Add(1)
+		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned}
+	}
+	r.GetBody = nil
+	b.owned = nil // the base closes it
+	return false, nil
+}
+
+// finish lets go of the buffer and closes the caller's body if no attempt
+// took it.
+func (b *requestBody) finish() {
+	if b.owned != nil {
+		_ = b.owned.Close()
+		b.owned = nil
+	}
+	if b.buf != nil {
+		b.buf.unref()
+		b.buf = nil
+	}
+}

@@ -1,0 +1,122 @@
+package retry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestClassifyStatus(t *testing.T) {
+	tests := []struct {
+		codes []int
+		want  Category
+	}{
+		{[]int{100, 101, 200, 201, 204, 206, 301, 302, 304, 307, 399}, Success},
+		{[]int{408}, Timeout},
+		{[]int{425, 429}, Throttled},
+		{[]int{500, 502, 503, 504, 507, 508, 511, 599}, ServerError},
+		{[]int{400, 401, 403, 404, 405, 409, 410, 413, 422, 451, 499, 501, 505}, ClientError},
+		{[]int{0, 42, 600, 999}, ClientError},
+	}
+	for _, tt := range tests {
+		for _, code := range tt.codes {
+			assert.Equal(t, tt.want, Classify(&http.Response{StatusCode: code}, nil), "status %d", code)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestClassifyError(t *testing.T) {
+	opErr := func(op string, err error) error {
+		return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, err)}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want Category
+	}{
+		{"connection refused", opErr("dial", syscall.ECONNREFUSED), DialError},
+		{"bare ECONNREFUSED", syscall.ECONNREFUSED, DialError},
+		{"no route", opErr("dial", syscall.EHOSTUNREACH), DialError},
+		{"network unreachable", syscall.ENETUNREACH, DialError},
+		{"dial timeout", &net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}, DialError},
+		{"temporary DNS failure", &net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true}, DialError},
+		{"DNS timeout", &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}, DialError},
+		{"no such host", &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}, Fatal},
+		{"reset", opErr("read", syscall.ECONNRESET), ConnectionError},
+		{"aborted", syscall.ECONNABORTED, ConnectionError},
+		{"broken pipe", opErr("write", syscall.EPIPE), ConnectionError},
+		{"EOF", io.EOF, ConnectionError},
+		{"unexpected EOF", io.ErrUnexpectedEOF, ConnectionError},
+		{"closed", net.ErrClosed, ConnectionError},
+		{"other read OpError", &net.OpError{Op: "read", Net: "tcp", Err: errors.New("weird")}, ConnectionError},
+		{"server closed idle", errors.New("http: server closed idle connection"), ConnectionError},
+		{"GOAWAY", errors.New("http2: server sent GOAWAY and closed the connection; LastStreamID=1"), ConnectionError},
+		{"stream error", errors.New("stream error: stream ID 3; INTERNAL_ERROR"), ConnectionError},
+		{"client connection lost", errors.New("http2: client connection lost"), ConnectionError},
+		{"net timeout", &net.OpError{Op: "read", Net: "tcp", Err: timeoutErr{}}, Timeout},
+		{"header timeout", timeoutErr{}, Timeout},
+		{"deadline", context.DeadlineExceeded, Timeout},
+		{"attempt timeout", &attemptTimeoutError{}, Timeout},
+		{"canceled", context.Canceled, Canceled},
+		{"unknown authority", x509.UnknownAuthorityError{}, Fatal},
+		{"hostname", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "x"}, Fatal},
+		{"invalid cert", x509.CertificateInvalidError{Reason: x509.Expired}, Fatal},
+		{"verification", &tls.CertificateVerificationError{Err: errors.New("bad")}, Fatal},
+		{"record header", tls.RecordHeaderError{Msg: "not TLS"}, Fatal},
+		{"scheme mismatch", http.ErrSchemeMismatch, Fatal},
+		{"unsupported scheme", errors.New(`unsupported protocol scheme "ftp"`), Fatal},
+		{"unknown error", errors.New("something else"), Fatal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Classify(nil, tt.err), "raw")
+			assert.Equal(t, tt.want, Classify(nil, fmt.Errorf("op: %w", tt.err)), "%%w-wrapped")
+			assert.Equal(t, tt.want, Classify(nil, &url.Error{Op: "Get", URL: "http://x", Err: tt.err}), "*url.Error")
+		})
+	}
+	assert.Equal(t, Fatal, Classify(nil, nil), "no response and no error")
+}
+
+func TestClassifyRealDialError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	_, err = http.Get("http://" + addr + "/") //nolint:noctx // loopback probe
+	assert.Equal(t, DialError, Classify(nil, err), "%v", err)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+}
+
+func TestCategoryNames(t *testing.T) {
+	want := map[Category]string{
+		Unknown: "unknown", Success: "success", ClientError: "client_error", Throttled: "throttled",
+		ServerError: "server_error", Timeout: "timeout", DialError: "dial_error",
+		ConnectionError: "connection_error", Fatal: "fatal", Canceled: "canceled", Category(99): "unknown", Category(-1): "unknown",
+	}
+	for c, s := range want {
+		assert.Equal(t, s, c.String())
+	}
+	for c := Unknown; c <= Canceled; c++ {
+		retryable := c == Throttled || c == ServerError || c == Timeout || c == DialError || c == ConnectionError
+		assert.Equal(t, retryable, c.Retryable(), c.String())
+	}
+}

@@ -1,0 +1,110 @@
+package retry
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fakeBase is an in-memory RoundTripper that plays a script of replies, one
+// per call, the last one repeating. Like net/http, it reads and closes the
+// request body on every path.
+type fakeBase struct {
+	script []reply
+
+	mu     sync.Mutex
+	calls  int
+	reqs   []*http.Request
+	bodies [][]byte
+	times  []time.Time
+}
+
+// reply builds one response or error.
+type reply func(*http.Request) (*http.Response, error)
+
+func respond(code int, headers ...string) reply {
+	return func(r *http.Request) (*http.Response, error) {
+		h := http.Header{}
+		for i := 0; i+1 < len(headers); i += 2 {
+			h.Set(headers[i], headers[i+1])
+		}
+		return &http.Response{StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code),
+			Header: h, Body: newTrackedBody(64), Request: r}, nil
+	}
+}
+
+func fail(err error) reply {
+	return func(*http.Request) (*http.Response, error) { return nil, err }
+}
+
+func (f *fakeBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+		_ = r.Body.Close()
+	}
+	f.mu.Lock()
+	f.calls++
+	f.reqs = append(f.reqs, r)
+	f.bodies = append(f.bodies, body)
+	f.times = append(f.times, time.Now())
+	rep := f.script[min(f.calls, len(f.script))-1]
+	f.mu.Unlock()
+	return rep(r)
+}
+
+func (f *fakeBase) Calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// gaps returns the time between consecutive calls.
+func (f *fakeBase) gaps() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []time.Duration
+	for i := 1; i < len(f.times); i++ {
+		out = append(out, f.times[i].Sub(f.times[i-1]))
+	}
+	return out
+}
+
+// trackedBody is a response or request body that counts bytes read and
+// closes.
+type trackedBody struct {
+	r      io.Reader
+	read   atomic.Int64
+	closes atomic.Int32
+}
+
+func newTrackedBody(n int) *trackedBody {
+	return &trackedBody{r: bytes.NewReader(bytes.Repeat([]byte("b"), n))}
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+func (b *trackedBody) Close() error {
+	b.closes.Add(1)
+	return nil
+}
+
+// opaqueBody hides every method but Read and Close of a reader, so that
+// net/http cannot know its length and there is no GetBody.
+type opaqueBody struct {
+	io.Reader
+	closes atomic.Int32
+}
+
+func (o *opaqueBody) Close() error {
+	o.closes.Add(1)
+	return nil
+}

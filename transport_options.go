@@ -1,0 +1,88 @@
+package retry
+
+import "time"
+
+// DefaultMaxBufferedBody is the largest request body, in bytes, that a
+// Transport buffers in memory to replay on a retry when the request has no
+// GetBody: 1 MiB.
+const DefaultMaxBufferedBody = 1 << 20
+
+// httpConfig holds the options that only a Transport uses.
+type httpConfig struct {
+	classify           Classifier
+	retryNonIdempotent bool
+	maxBufferedBody    int64
+	attemptTimeout     time.Duration
+	attemptHeader      string
+}
+
+type (
+	classifierOption         Classifier
+	retryNonIdempotentOption bool
+	maxBufferedBodyOption    int64
+	attemptTimeoutOption     time.Duration
+	attemptHeaderOption      string
+)
+
+func (classifierOption) isOption()         {}
+func (retryNonIdempotentOption) isOption() {}
+func (maxBufferedBodyOption) isOption()    {}
+func (attemptTimeoutOption) isOption()     {}
+func (attemptHeaderOption) isOption()      {}
+
+// WithClassifier sets how a Transport sorts each attempt's outcome into a
+// Category. The default is Classify; a custom classifier can call it for
+// the cases it does not handle itself. It must not be nil. Do ignores it.
+func WithClassifier(c Classifier) Option { return classifierOption(c) }
+
+// WithRetryNonIdempotent lets a Transport retry requests whose method is
+// not idempotent (POST, PATCH, ...) and which carry no Idempotency-Key, on
+// every retryable category. By default (false) such requests are retried
+// only when the server provably did not process them: a DialError, a 429
+// or a 503. Do ignores it.
+func WithRetryNonIdempotent(on bool) Option { return retryNonIdempotentOption(on) }
+
+// WithMaxBufferedBody sets the largest request body, in bytes, that a
+// Transport buffers to replay when the request has no GetBody. A longer
+// body is sent once, whole, and not retried. 0 buffers nothing. It must not
+// be negative; the default is DefaultMaxBufferedBody (1 MiB). Do ignores
+// it.
+func WithMaxBufferedBody(n int64) Option { return maxBufferedBodyOption(n) }
+
+// WithAttemptTimeout bounds each attempt of a Transport, until the response
+// headers arrive, by d (or by what is left of the request context's
+// deadline, if that is sooner). An attempt that runs out of time is
+// retried as a Timeout; reading the body of the response that is returned
+// is not bounded by it. 0, the default, means no per-attempt timeout. It
+// must not be negative. Do ignores it.
+func WithAttemptTimeout(d time.Duration) Option { return attemptTimeoutOption(d) }
+
+// WithAttemptHeader makes a Transport set the header name on each attempt
+// to the 1-based attempt number ("1", "2", ...), on the attempt's copy of
+// the request. The default, "", sets no header. Do ignores it.
+func WithAttemptHeader(name string) Option { return attemptHeaderOption(name) }
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c < 0x80 && c > ' ' && c != 0x7f && !isSeparator(c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isSeparator(c byte) bool {
+	switch c {
+	case '(', ')', '<', '>', '@', ',', ';', ':', '\\', '"', '/', '[', ']', '?', '=', '{', '}':
+		return true
+	}
+	return false
+}
