@@ -199,6 +199,21 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 	return nil
 }
 
+// changes reports whether attempt n needs a body other than the caller's
+// req.Body: when it does not, the attempt can go out on the caller's own
+// request, since a RoundTripper must not modify it.
+func (b *requestBody) changes(n int) bool {
+	switch b.mode {
+	case bodyNone:
+		return false
+	case bodyGetBody:
+		return n > 1
+	case bodyOnce:
+		return b.buf != nil
+	}
+	return true
+}
+
 // set gives attempt n's request r its body. It reports whether a later
 // attempt can send the same body again.
 func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
@@ -228,7 +243,7 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 	}
 	// bodyOnce
 	if b.buf == nil {
-		r.Body = b.owned
+		r.Body = b.owned // req.Body; GetBody is nil in this mode
 	} else {
 		b.buf.refs.Add(1)
 		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned}

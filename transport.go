@@ -149,7 +149,7 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 			cancel()
 		})
 		r = r.WithContext(actx)
-	} else if rt.body.mode != bodyNone || hc.attemptHeader != "" {
+	} else if hc.attemptHeader != "" || rt.body.changes(rt.n) {
 		r = new(http.Request)
 		*r = *rt.req
 	}

@@ -16,6 +16,7 @@ package httptest_helpers //nolint:revive // the user's layout names the package 
 
 import (
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -90,6 +91,9 @@ func newServer(steps []Step) *Server {
 	}
 	s := &Server{steps: steps, done: make(chan struct{})}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	// Faults are the point here: keep the server's complaints about them
+	// (handshake failures, aborted handlers) out of the test output.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
 		if state == http.StateNew {
 			s.conns.Add(1)
