@@ -13,6 +13,15 @@
 //		return api.GetUser(ctx, id)
 //	}, retry.WithMaxAttempts(5), retry.WithSleepTime(time.Second))
 //
+// NewTransport does the same for HTTP: an http.RoundTripper that drops into
+// any http.Client (and so into any SDK that accepts one). It classifies
+// each attempt's outcome into a Category, retries only what may be retried
+// (idempotent requests, or requests the server provably did not process),
+// replays request bodies, honours Retry-After, and never leaks a response
+// body or a secret of the request into a log line or an error message.
+//
+//	client := &http.Client{Transport: retry.NewTransport(nil)}
+//
 // The package ports the Python module dtpyfw.core.retry: retry becomes Do,
 // retry_async becomes Do in a goroutine, retry_wrapper becomes Wrap, the
 // exceptions parameter becomes WithRetryOn or WithRetryIf, log_tries

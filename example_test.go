@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/retrykit/retry"
@@ -100,3 +103,46 @@ func ExampleWithLogTries() {
 type stdout struct{}
 
 func (stdout) Write(p []byte) (int, error) { return fmt.Print(string(p)) }
+
+func ExampleNewTransport() {
+	// A server that is unavailable twice, then answers.
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		if hits < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "hello")
+	}))
+	defer srv.Close()
+
+	client := &http.Client{Transport: retry.NewTransport(nil, retry.WithSleepTime(time.Millisecond))}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body), hits)
+	// Output: 200 hello 3
+}
+
+func ExampleNewClient() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable) // always down
+	}))
+	defer srv.Close()
+
+	client := retry.NewClient(retry.WithSleepTime(time.Millisecond), quiet)
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	// Retries ran out on a retryable status: the last response, no error.
+	fmt.Println(resp.StatusCode)
+	// Output: 503
+}
