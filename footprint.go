@@ -49,6 +49,22 @@ func (c *config) footprintGiveUp(ctx context.Context, controller string, ev *Eve
 	)
 }
 
+// footprintBudget is the warning written, whatever WithLogTries says, when
+// the retry budget denies a retry.
+func (c *config) footprintBudget(ctx context.Context, controller string, ev *Event) {
+	l := c.log()
+	if !l.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	l.LogAttrs(ctx, slog.LevelWarn,
+		"The retry budget is exhausted, so we stop retrying "+ev.Name+" at the "+strconv.Itoa(ev.Attempt)+" attempt.",
+		slog.String("log_type", "warning"),
+		slog.String("controller", controller),
+		slog.String("subject", "Retry budget exhausted for "+ev.Name),
+		payload(ev),
+	)
+}
+
 func (c *config) log() *slog.Logger {
 	if c.logger != nil {
 		return c.logger

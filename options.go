@@ -41,6 +41,8 @@ type (
 	loggerOption      struct{ l *slog.Logger }
 	nameOption        string
 	onRetryOption     func(Event)
+	budgetOption      struct{ b *Budget }
+	metricsOption     struct{ m *Metrics }
 )
 
 func (maxAttemptsOption) isOption() {}
@@ -54,6 +56,19 @@ func (logTriesOption) isOption()    {}
 func (loggerOption) isOption()      {}
 func (nameOption) isOption()        {}
 func (onRetryOption) isOption()     {}
+func (budgetOption) isOption()      {}
+func (metricsOption) isOption()     {}
+
+// WithBudget caps retries with b, shared with every other user of b; see
+// Budget. Each Transport has a budget of its own by default (a zero Budget:
+// ratio 0.2, 10 per second, 10s window); WithBudget(nil) turns it off. Do
+// has no budget unless given one. Negative or NaN fields are invalid.
+func WithBudget(b *Budget) Option { return budgetOption{b} }
+
+// WithMetrics makes a Transport count its attempts, retries, requests and
+// waits in m, labelled with the client name of WithName ("default" if
+// none). The default is no metrics. Do ignores it.
+func WithMetrics(m *Metrics) Option { return metricsOption{m} }
 
 // WithMaxAttempts sets how many times fn (or the request) is tried in all,
 // the first attempt included. It must be at least 1; the default is
@@ -132,6 +147,15 @@ type config struct {
 	err error
 
 	http httpConfig
+
+	// budget caps retries (nil: no cap). budgetSet tells a Transport that
+	// WithBudget was given, so that it does not install its default.
+	budget    *Budget
+	budgetSet bool
+	// metricsSrc is WithMetrics' value; metrics is it resolved for this
+	// client's name by NewTransport (nil: no metrics).
+	metricsSrc *Metrics
+	metrics    *clientMetrics
 }
 
 func defaultConfig() config {
@@ -238,6 +262,16 @@ func (c *config) apply(o Option) {
 			return
 		}
 		c.http.attemptHeader = http.CanonicalHeaderKey(string(o))
+	case budgetOption:
+		if o.b != nil {
+			if err := o.b.validate(); err != nil {
+				c.invalid("WithBudget: %v", err)
+				return
+			}
+		}
+		c.budget, c.budgetSet = o.b, true
+	case metricsOption:
+		c.metricsSrc = o.m
 	case nil:
 		c.invalid("nil Option")
 	}

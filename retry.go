@@ -61,9 +61,12 @@ func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, 
 				return verdict{stop: true}
 			}
 			if e, ok := unpermanent(err); ok {
-				return verdict{stop: true, err: e}
+				return verdict{stop: true, err: e, outcome: outcomeNotRetryable}
 			}
-			return verdict{stop: !c.retryable(err), err: err, retryAfter: -1}
+			if !c.retryable(err) {
+				return verdict{stop: true, err: err, outcome: outcomeNotRetryable}
+			}
+			return verdict{err: err, retryAfter: -1}
 		},
 		name: func() string { return funcName(fn) },
 	})
@@ -95,6 +98,8 @@ type verdict struct {
 	retryAfter time.Duration
 	// resp is the attempt's response, for events (Transport only).
 	resp *http.Response
+	// outcome is how the call ends when stop is set.
+	outcome outcome
 }
 
 // hooks adapt the loop to what is being retried: a function (Do) or an HTTP
@@ -114,6 +119,8 @@ type hooks[T any] struct {
 	name func() string
 	// describe adds the request's method and URL to an event (nil: none).
 	describe func(*Event)
+	// method is the request's method, for metric labels ("" for Do).
+	method string
 }
 
 // run is the retry loop: the one place that decides whether to retry and
@@ -123,15 +130,24 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 	if c.err != nil {
 		return zero, c.err
 	}
+	// Every call ends with exactly one outcome, counted here.
+	out := outcomeOK
+	defer func() { c.metrics.request(h.method, out) }()
 	if err := ctx.Err(); err != nil {
+		out = outcomeOfContext(err)
 		return zero, err
+	}
+	if c.budget != nil {
+		c.budget.started(time.Now())
 	}
 	var prev time.Duration // the last wait, for decorrelated jitter
 	for n := 1; ; n++ {
 		// Run the attempt and judge its result.
 		v, err := h.attempt(ctx)
 		vd := h.judge(v, err)
+		c.metrics.attempt(h.method, vd.category)
 		if vd.stop {
+			out = vd.outcome
 			return v, vd.err
 		}
 		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err,
@@ -145,11 +161,12 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 		fail := &Error{Attempts: n, Err: vd.err, Category: vd.category}
 		// The caller gave up during the attempt: stop without a footprint.
 		if cerr := ctx.Err(); cerr != nil {
-			fail.Cause = cerr
+			out, fail.Cause = outcomeOfContext(cerr), cerr
 			return giveUp(v, err, h.release, fail)
 		}
 		// The attempts ran out.
 		if n >= c.maxAttempts {
+			out = outcomeExhausted
 			c.footprintGiveUp(ctx, controller, &ev)
 			return giveUp(v, err, nil, fail)
 		}
@@ -158,18 +175,26 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 		// back at once rather than a retry.
 		wait := c.next(n, prev, c.random())
 		if vd.retryAfter > c.maxDelay {
+			out = outcomeRetryAfterTooLong
 			c.footprintGiveUp(ctx, controller, &ev)
 			return v, err
 		}
 		wait = max(wait, vd.retryAfter)
 		// Give up now if the wait would end past the deadline.
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			out, fail.Cause = outcomeDeadline, context.DeadlineExceeded
 			c.footprintGiveUp(ctx, controller, &ev)
-			fail.Cause = context.DeadlineExceeded
+			return giveUp(v, err, nil, fail)
+		}
+		// Spend from the retry budget, if there is one.
+		if c.budget != nil && !c.budget.allowRetry(time.Now()) {
+			out, fail.Cause = outcomeBudgetExhausted, ErrBudgetExhausted
+			c.footprintBudget(ctx, controller, &ev)
 			return giveUp(v, err, nil, fail)
 		}
 		// Tell the observers, free the failed result, and wait.
 		ev.Delay = wait
+		c.metrics.retry(h.method, vd.category)
 		c.footprintRetry(ctx, controller, &ev)
 		if c.onRetry != nil {
 			c.onRetry(ev)
@@ -178,9 +203,10 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 			h.release(v)
 		}
 		if !sleep(ctx, wait) {
-			fail.Cause = ctx.Err()
+			out, fail.Cause = outcomeOfContext(ctx.Err()), ctx.Err()
 			return zero, fail
 		}
+		c.metrics.slept(wait)
 		prev = wait
 	}
 }

@@ -66,6 +66,12 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = cleanhttp.DefaultPooledTransport()
 	}
+	if !c.budgetSet {
+		c.budget = &Budget{}
+	}
+	if c.metricsSrc != nil {
+		c.metrics = c.metricsSrc.forClient(c.name)
+	}
 	return &Transport{base: base, cfg: c}
 }
 
@@ -104,6 +110,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		release:  drainAndClose,
 		name:     rt.name,
 		describe: rt.describe,
+		method:   req.Method,
 	})
 	rt.body.finish()
 	return resp, err
@@ -196,18 +203,21 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 // judge decides whether attempt rt.n's outcome is retried.
 func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
 	if rt.fatal != nil {
-		return verdict{stop: true, err: err}
+		return verdict{stop: true, err: err, category: Fatal, outcome: outcomeBodyNotReplayable}
 	}
 	// Whether the caller gave up is decided from its context, never from
 	// the error: the base's header timeout also matches DeadlineExceeded.
-	var cat Category
-	if rt.req.Context().Err() != nil {
-		cat = Canceled
-	} else {
-		cat = rt.t.cfg.http.classify(resp, err)
+	if cerr := rt.req.Context().Err(); cerr != nil {
+		return verdict{stop: true, err: err, category: Canceled, outcome: outcomeOfContext(cerr)}
 	}
-	if !cat.Retryable() || !rt.replayable || !rt.mayRetry(cat, resp) {
-		return verdict{stop: true, err: err, category: cat}
+	cat := rt.t.cfg.http.classify(resp, err)
+	switch {
+	case cat == Success:
+		return verdict{stop: true, category: cat}
+	case !cat.Retryable() || !rt.mayRetry(cat, resp):
+		return verdict{stop: true, err: err, category: cat, outcome: outcomeNotRetryable}
+	case !rt.replayable:
+		return verdict{stop: true, err: err, category: cat, outcome: outcomeBodyNotReplayable}
 	}
 	vd := verdict{err: err, category: cat, retryAfter: -1, resp: resp}
 	if resp != nil {

@@ -1,0 +1,133 @@
+package retry
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+)
+
+// Defaults of a Budget's zero fields.
+const (
+	DefaultBudgetRatio        = 0.2
+	DefaultBudgetMinPerSecond = 10.0
+	DefaultBudgetWindow       = 10 * time.Second
+)
+
+// ErrBudgetExhausted is the Cause of the *Error returned when the retry
+// budget denied a retry of a failed attempt that ended in an error. (When
+// the attempt got a response, that response is returned as it is.)
+var ErrBudgetExhausted = errors.New("retry: retry budget exhausted")
+
+// A Budget caps retries in proportion to requests, so that a fleet of
+// clients does not multiply the load on a server that is already failing
+// (a retry storm). It is in the spirit of Finagle's RetryBudget and gRPC's
+// retry throttling.
+//
+// A retry is allowed while the retries spent in the last Window stay within
+//
+//	MinPerSecond × Window + Ratio × (requests started in the last Window)
+//
+// With the defaults, a client may always make 100 retries per 10 seconds,
+// and beyond that one retry for every five requests: during an outage the
+// load on the server is at most about 1.2 times what the clients ask for,
+// instead of 3 times with 3 attempts and no budget. The window slides in
+// ten steps of Window/10.
+//
+// Zero fields mean the defaults: Ratio 0.2, MinPerSecond 10, Window 10s.
+// Set the fields before first use and do not change them after. One
+// *Budget may be shared by several transports (and calls of Do); it is safe
+// for concurrent use, and holds its lock only to count, never across a
+// request.
+type Budget struct {
+	// Ratio is the share of requests that may be retried, on top of the
+	// minimum. Default 0.2.
+	Ratio float64
+	// MinPerSecond is the rate of retries always allowed, so that a client
+	// with little traffic can still retry. Default 10.
+	MinPerSecond float64
+	// Window is how far back requests and retries are counted. Default 10s.
+	Window time.Duration
+
+	mu    sync.Mutex
+	slots [budgetSlots]budgetSlot
+	epoch int64 // the number of the newest slot since the Unix epoch
+}
+
+const budgetSlots = 10
+
+type budgetSlot struct{ requests, retries float64 }
+
+func (b *Budget) params() (ratio, minPerSecond float64, window time.Duration) {
+	ratio, minPerSecond, window = b.Ratio, b.MinPerSecond, b.Window
+	if ratio == 0 {
+		ratio = DefaultBudgetRatio
+	}
+	if minPerSecond == 0 {
+		minPerSecond = DefaultBudgetMinPerSecond
+	}
+	if window == 0 {
+		window = DefaultBudgetWindow
+	}
+	return ratio, minPerSecond, window
+}
+
+// validate reports what is wrong with b's fields, if anything.
+func (b *Budget) validate() error {
+	switch {
+	case b.Ratio < 0 || math.IsNaN(b.Ratio) || math.IsInf(b.Ratio, 0):
+		return errors.New("Ratio must be a finite number ≥ 0")
+	case b.MinPerSecond < 0 || math.IsNaN(b.MinPerSecond) || math.IsInf(b.MinPerSecond, 0):
+		return errors.New("MinPerSecond must be a finite number ≥ 0")
+	case b.Window < 0:
+		return errors.New("Window must not be negative")
+	}
+	return nil
+}
+
+// advance moves the window to now, clearing the slots that fell out of it.
+// b.mu must be held.
+func (b *Budget) advance(now time.Time, window time.Duration) *budgetSlot {
+	width := max(int64(window)/budgetSlots, 1)
+	e := now.UnixNano() / width
+	if gap := e - b.epoch; gap > 0 {
+		for i := int64(1); i <= min(gap, budgetSlots); i++ {
+			b.slots[(b.epoch+i)%budgetSlots] = budgetSlot{}
+		}
+		b.epoch = e
+	}
+	return &b.slots[((e%budgetSlots)+budgetSlots)%budgetSlots]
+}
+
+// started counts a request that starts at now. A nil Budget does nothing.
+func (b *Budget) started(now time.Time) {
+	if b == nil {
+		return
+	}
+	_, _, window := b.params()
+	b.mu.Lock()
+	b.advance(now, window).requests++
+	b.mu.Unlock()
+}
+
+// allowRetry reports whether a retry at now fits in the budget, and if so
+// spends it. A nil Budget allows every retry.
+func (b *Budget) allowRetry(now time.Time) bool {
+	if b == nil {
+		return true
+	}
+	ratio, minPerSecond, window := b.params()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := b.advance(now, window)
+	var requests, retries float64
+	for _, s := range b.slots {
+		requests += s.requests
+		retries += s.retries
+	}
+	if retries+1 > minPerSecond*window.Seconds()+ratio*requests {
+		return false
+	}
+	cur.retries++
+	return true
+}

@@ -1,0 +1,142 @@
+package retry
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	h "github.com/retrykit/retry/httptest_helpers"
+)
+
+func TestBudgetArithmetic(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	b := &Budget{Ratio: 0.5, MinPerSecond: 1, Window: 10 * time.Second}
+	// Minimum: 1/s × 10s = 10 retries with no requests at all.
+	for i := range 10 {
+		assert.True(t, b.allowRetry(t0), "retry %d within the minimum", i+1)
+	}
+	assert.False(t, b.allowRetry(t0), "the 11th is over the minimum")
+	// Every two requests buy one more retry.
+	b.started(t0)
+	assert.False(t, b.allowRetry(t0))
+	b.started(t0)
+	assert.True(t, b.allowRetry(t0))
+	assert.False(t, b.allowRetry(t0))
+	// Once the window has passed, the old retries no longer count.
+	assert.True(t, b.allowRetry(t0.Add(11*time.Second)))
+	// Half a window later, half of the slots are still in it.
+	b2 := &Budget{MinPerSecond: 1, Window: 10 * time.Second, Ratio: 0.001}
+	for range 10 {
+		require.True(t, b2.allowRetry(t0))
+	}
+	assert.False(t, b2.allowRetry(t0.Add(5*time.Second)), "retries of 5s ago still count")
+	assert.True(t, b2.allowRetry(t0.Add(10*time.Second)), "those of 10s ago do not")
+}
+
+func TestBudgetDefaults(t *testing.T) {
+	ratio, minPerSecond, window := (&Budget{}).params()
+	assert.Equal(t, 0.2, ratio)
+	assert.Equal(t, 10.0, minPerSecond)
+	assert.Equal(t, 10*time.Second, window)
+	var nilBudget *Budget
+	assert.True(t, nilBudget.allowRetry(time.Now()), "a nil budget allows everything")
+	nilBudget.started(time.Now())
+}
+
+func TestBudgetInvalid(t *testing.T) {
+	for _, b := range []*Budget{{Ratio: -1}, {MinPerSecond: nanFloat()}, {Window: -time.Second}, {Ratio: infFloat()}} {
+		_, err := Do(t.Context(), namedFailure, WithBudget(b))
+		require.ErrorIs(t, err, ErrInvalidOption)
+		assert.Contains(t, err.Error(), "WithBudget")
+	}
+}
+
+func TestBudgetCountsWithoutAllocating(t *testing.T) {
+	b := &Budget{}
+	now := time.Now()
+	allocs := testing.AllocsPerRun(1000, func() {
+		b.started(now)
+		b.allowRetry(now)
+	})
+	assert.Zero(t, allocs)
+}
+
+// outage sends n requests at the given concurrency through tr to a server
+// that always answers 503 and returns the server's hits.
+func outage(t *testing.T, n, concurrency int, opts ...Option) int {
+	t.Helper()
+	srv := h.NewServer(t, h.Status(503))
+	tr := NewTransport(srv.Transport(), append([]Option{WithSleepTime(time.Millisecond), WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	defer tr.CloseIdleConnections()
+	jobs := make(chan struct{})
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for range jobs {
+				resp, err := tr.RoundTrip(newReq(t, "GET", srv.URL, nil))
+				if assert.NoError(t, err) {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	for range n {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	wg.Wait()
+	return srv.Hits()
+}
+
+func TestBudgetStopsRetryStorm(t *testing.T) {
+	hits := outage(t, 2000, 16)
+	assert.LessOrEqual(t, hits, 2000*12/10+100, "the default budget: at most ~1.2 hits per request (without: 6000)")
+	assert.GreaterOrEqual(t, hits, 2000, "every request is tried once")
+}
+
+func TestBudgetLoneRequestGetsAllAttempts(t *testing.T) {
+	assert.Equal(t, 3, outage(t, 1, 1))
+}
+
+func TestBudgetOff(t *testing.T) {
+	assert.Equal(t, 900, outage(t, 300, 8, WithBudget(nil)))
+}
+
+func TestBudgetDenial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		logger := WithLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+		shared := &Budget{MinPerSecond: 0.1, Window: 10 * time.Second} // one retry per window
+		base := &fakeBase{script: []reply{respond(503)}}
+		tr1 := NewTransport(base, WithSleepTime(time.Millisecond), WithBudget(shared), logger)
+		tr2 := NewTransport(base, WithSleepTime(time.Millisecond), WithBudget(shared), logger)
+		resp, err := tr1.RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode, "a denied retry returns the current response")
+		assert.Equal(t, 2, base.Calls(), "one retry, then the budget is spent")
+
+		errBase := &fakeBase{script: []reply{fail(syscall.ECONNREFUSED)}}
+		tr3 := NewTransport(errBase, WithSleepTime(time.Millisecond), WithBudget(shared), logger)
+		_, err = tr3.RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		assert.ErrorIs(t, err, ErrBudgetExhausted, "a shared budget is spent across transports")
+		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+		assert.Equal(t, 1, errBase.Calls())
+		_, _ = tr2.RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		assert.Equal(t, 3, base.Calls())
+
+		assert.Equal(t, 3, strings.Count(buf.String(), `"msg":"The retry budget is exhausted, so we stop retrying GET http://svc/ at the`), buf.String())
+	})
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
