@@ -76,11 +76,11 @@ func (b *Budget) params() (ratio, minPerSecond float64, window time.Duration) {
 func (b *Budget) validate() error {
 	switch {
 	case b.Ratio < 0 || math.IsNaN(b.Ratio) || math.IsInf(b.Ratio, 0):
-		return errors.New("Ratio must be a finite number ≥ 0")
+		return errors.New("field Ratio must be a finite number ≥ 0")
 	case b.MinPerSecond < 0 || math.IsNaN(b.MinPerSecond) || math.IsInf(b.MinPerSecond, 0):
-		return errors.New("MinPerSecond must be a finite number ≥ 0")
+		return errors.New("field MinPerSecond must be a finite number ≥ 0")
 	case b.Window < 0:
-		return errors.New("Window must not be negative")
+		return errors.New("field Window must not be negative")
 	}
 	return nil
 }

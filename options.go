@@ -283,6 +283,15 @@ func (c *config) invalid(format string, args ...any) {
 	}
 }
 
+// CheckOptions reports the first invalid option in opts, as an error
+// wrapping ErrInvalidOption that names the option and its value, or nil.
+// Use it to check options built from configuration before NewTransport,
+// which panics on them.
+func CheckOptions(opts ...Option) error {
+	c := newConfig(opts)
+	return c.err
+}
+
 // newConfig builds a config from opts on top of the defaults.
 func newConfig(opts []Option) config {
 	c := defaultConfig()

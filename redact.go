@@ -5,11 +5,11 @@ import (
 	"strings"
 )
 
-// redactURL renders u for footprints and error messages: no userinfo, no
+// RedactURL renders u for footprints and error messages: no userinfo, no
 // fragment, and every query value replaced by REDACTED (a query part
 // without "=" is replaced whole, since it may be a bare token). It is the one
 // place the package turns a request URL into text.
-func redactURL(u *url.URL) string {
+func RedactURL(u *url.URL) string {
 	if u == nil {
 		return ""
 	}

@@ -24,9 +24,9 @@ func TestRedactURL(t *testing.T) {
 	for in, want := range tests {
 		u, err := url.Parse(in)
 		require.NoError(t, err)
-		assert.Equal(t, want, redactURL(u), in)
+		assert.Equal(t, want, RedactURL(u), in)
 	}
-	assert.Empty(t, redactURL(nil))
+	assert.Empty(t, RedactURL(nil))
 }
 
 func FuzzRedactURL(f *testing.F) {
@@ -39,7 +39,7 @@ func FuzzRedactURL(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out := redactURL(u2)
+		out := RedactURL(u2)
 		// The secret may still appear by coincidence in the parts that are
 		// kept (host, path, key); only check secrets that do not.
 		kept := u2.Host + u2.EscapedPath() + url.QueryEscape(key) + key

@@ -389,3 +389,10 @@ func BenchmarkWrapSuccess(b *testing.B) {
 		_, _ = fn(ctx)
 	}
 }
+
+func TestCheckOptions(t *testing.T) {
+	assert.NoError(t, CheckOptions(WithMaxAttempts(2), WithAttemptHeader("X-Attempt")))
+	err := CheckOptions(WithSleepTime(time.Second), WithBackoff(0))
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.Contains(t, err.Error(), "WithBackoff(0)")
+}

@@ -254,11 +254,11 @@ func (rt *roundTrip) method() string {
 	return rt.req.Method
 }
 
-func (rt *roundTrip) name() string { return rt.method() + " " + redactURL(rt.req.URL) }
+func (rt *roundTrip) name() string { return rt.method() + " " + RedactURL(rt.req.URL) }
 
 func (rt *roundTrip) describe(ev *Event) {
 	ev.Method = rt.method()
-	ev.URL = redactURL(rt.req.URL)
+	ev.URL = RedactURL(rt.req.URL)
 }
 
 // drainAndClose reads at most 64 KiB of a response that is being retried,

@@ -54,12 +54,21 @@ type Request struct {
 }
 
 // NewServer starts a plain HTTP/1.1 server on 127.0.0.1 that plays steps,
-// one per hit, the last one repeating (no steps: every hit gets 200).
+// one per hit, the last one repeating (no steps: every hit gets 200). It is
+// closed when the test ends.
 func NewServer(tb testing.TB, steps ...Step) *Server {
 	tb.Helper()
+	s := Start(steps...)
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Start is NewServer outside a test (a demo, a command): the caller must
+// call Close.
+func Start(steps ...Step) *Server {
 	s := newServer(steps)
 	s.srv.Start()
-	s.started(tb)
+	s.URL = s.srv.URL
 	return s
 }
 
@@ -104,10 +113,12 @@ func newServer(steps []Step) *Server {
 
 func (s *Server) started(tb testing.TB) {
 	s.URL = s.srv.URL
-	tb.Cleanup(s.close)
+	tb.Cleanup(s.Close)
 }
 
-func (s *Server) close() {
+// Close ends hanging steps, closes every connection and stops the server.
+// NewServer's servers are closed for you; call it at most once.
+func (s *Server) Close() {
 	close(s.done)
 	s.srv.CloseClientConnections()
 	s.srv.Close()
