@@ -95,13 +95,7 @@ func TestClassifyError(t *testing.T) {
 }
 
 func TestClassifyRealDialError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	_, err = http.Get("http://" + addr + "/") //nolint:noctx // loopback probe
+	_, err := http.Get("http://" + closedAddr(t) + "/") //nolint:noctx // loopback probe
 	assert.Equal(t, DialError, Classify(nil, err), "%v", err)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 }

@@ -3,10 +3,12 @@ package retry
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -107,4 +109,17 @@ type opaqueBody struct {
 func (o *opaqueBody) Close() error {
 	o.closes.Add(1)
 	return nil
+}
+
+// closedAddr returns a loopback address where nothing listens: a dial to
+// it is refused.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }

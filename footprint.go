@@ -18,49 +18,45 @@ import (
 //	 "payload":{"type":"*errors.errorString","message":"boom","traceback":["*errors.errorString: boom"],
 //	            "attempt":1,"max_attempts":3,"delay":2}}
 
-func (c *config) footprintRetry(ctx context.Context, controller string, ev *Event) {
-	if !c.logTries {
-		return
-	}
-	l := c.log()
-	if !l.Enabled(ctx, slog.LevelWarn) {
-		return
-	}
-	l.LogAttrs(ctx, slog.LevelWarn,
-		"An error happened while we retry to run "+ev.Name+" at the "+strconv.Itoa(ev.Attempt)+" attempt.",
-		slog.String("log_type", "warning"),
-		slog.String("controller", controller),
-		slog.String("subject", "Warning at retrying "+ev.Name),
-		payload(ev),
-	)
-}
+// footprintKind is one of the three records.
+type footprintKind uint8
 
-func (c *config) footprintGiveUp(ctx context.Context, controller string, ev *Event) {
-	l := c.log()
-	if !l.Enabled(ctx, slog.LevelError) {
-		return
-	}
-	l.LogAttrs(ctx, slog.LevelError,
-		"We could not finish the current job in the function "+ev.Name+".",
-		slog.String("log_type", "error"),
-		slog.String("controller", controller),
-		slog.String("subject", "Error at "+ev.Name),
-		payload(ev),
-	)
-}
+const (
+	footprintRetry  footprintKind = iota // WARN before each wait, with WithLogTries
+	footprintGiveUp                      // ERROR when the loop gives up on a retryable failure
+	footprintBudget                      // WARN when the budget denies a retry, whatever WithLogTries says
+)
 
-// footprintBudget is the warning written, whatever WithLogTries says, when
-// the retry budget denies a retry.
-func (c *config) footprintBudget(ctx context.Context, controller string, ev *Event) {
-	l := c.log()
-	if !l.Enabled(ctx, slog.LevelWarn) {
+// footprint writes one record about ev. The texts are built only once the
+// logger says it wants the level, so a disabled logger costs nothing.
+func (c *config) footprint(ctx context.Context, kind footprintKind, controller string, ev *Event) {
+	if kind == footprintRetry && !c.logTries {
 		return
 	}
-	l.LogAttrs(ctx, slog.LevelWarn,
-		"The retry budget is exhausted, so we stop retrying "+ev.Name+" at the "+strconv.Itoa(ev.Attempt)+" attempt.",
-		slog.String("log_type", "warning"),
+	level, logType := slog.LevelWarn, "warning"
+	if kind == footprintGiveUp {
+		level, logType = slog.LevelError, "error"
+	}
+	l := c.log()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	var msg, subject string
+	switch kind {
+	case footprintRetry:
+		msg = "An error happened while we retry to run " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
+		subject = "Warning at retrying " + ev.Name
+	case footprintGiveUp:
+		msg = "We could not finish the current job in the function " + ev.Name + "."
+		subject = "Error at " + ev.Name
+	case footprintBudget:
+		msg = "The retry budget is exhausted, so we stop retrying " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
+		subject = "Retry budget exhausted for " + ev.Name
+	}
+	l.LogAttrs(ctx, level, msg,
+		slog.String("log_type", logType),
 		slog.String("controller", controller),
-		slog.String("subject", "Retry budget exhausted for "+ev.Name),
+		slog.String("subject", subject),
 		payload(ev),
 	)
 }

@@ -123,8 +123,9 @@ func TestFootprintDisabledLoggerCostsNothing(t *testing.T) {
 	c := newConfig([]Option{WithLogger(slog.New(h)), WithLogTries(true)})
 	ev := &Event{Name: "x", Attempt: 1, MaxAttempts: 3, Err: errFlaky, Delay: time.Second}
 	allocs := testing.AllocsPerRun(100, func() {
-		c.footprintRetry(context.Background(), "retry.Do", ev)
-		c.footprintGiveUp(context.Background(), "retry.Do", ev)
+		c.footprint(context.Background(), footprintRetry, "retry.Do", ev)
+		c.footprint(context.Background(), footprintGiveUp, "retry.Do", ev)
+		c.footprint(context.Background(), footprintBudget, "retry.Do", ev)
 	})
 	assert.Zero(t, allocs)
 	assert.Zero(t, h.handled)

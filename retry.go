@@ -167,7 +167,7 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 		// The attempts ran out.
 		if n >= c.maxAttempts {
 			out = outcomeExhausted
-			c.footprintGiveUp(ctx, controller, &ev)
+			c.footprint(ctx, footprintGiveUp, controller, &ev)
 			return giveUp(v, err, nil, fail)
 		}
 		// Compute the wait: the schedule's, or longer if the server asks.
@@ -176,26 +176,26 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 		wait := c.next(n, prev, c.random())
 		if vd.retryAfter > c.maxDelay {
 			out = outcomeRetryAfterTooLong
-			c.footprintGiveUp(ctx, controller, &ev)
+			c.footprint(ctx, footprintGiveUp, controller, &ev)
 			return v, err
 		}
 		wait = max(wait, vd.retryAfter)
 		// Give up now if the wait would end past the deadline.
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			out, fail.Cause = outcomeDeadline, context.DeadlineExceeded
-			c.footprintGiveUp(ctx, controller, &ev)
+			c.footprint(ctx, footprintGiveUp, controller, &ev)
 			return giveUp(v, err, nil, fail)
 		}
 		// Spend from the retry budget, if there is one.
 		if c.budget != nil && !c.budget.allowRetry(time.Now()) {
 			out, fail.Cause = outcomeBudgetExhausted, ErrBudgetExhausted
-			c.footprintBudget(ctx, controller, &ev)
+			c.footprint(ctx, footprintBudget, controller, &ev)
 			return giveUp(v, err, nil, fail)
 		}
 		// Tell the observers, free the failed result, and wait.
 		ev.Delay = wait
 		c.metrics.retry(h.method, vd.category)
-		c.footprintRetry(ctx, controller, &ev)
+		c.footprint(ctx, footprintRetry, controller, &ev)
 		if c.onRetry != nil {
 			c.onRetry(ev)
 		}

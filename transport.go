@@ -35,7 +35,10 @@ import (
 //     delay, or a wait that would end past the request context's deadline,
 //     stops the retries and returns what the last attempt got;
 //   - drains (at most 64 KiB) and closes the body of every response it
-//     retries, and never touches the body of the response it returns.
+//     retries, and never touches the body of the response it returns;
+//   - spends each retry from a retry budget (see Budget; each Transport
+//     has its own unless WithBudget says otherwise), and counts attempts,
+//     retries, outcomes and waits in WithMetrics' Metrics, if any.
 //
 // When the retries run out on a retryable status, RoundTrip returns that
 // last response, body unread, and a nil error, as a plain transport would.
@@ -52,9 +55,11 @@ type Transport struct {
 // NewTransport returns a Transport that sends attempts through base; nil
 // means cleanhttp.DefaultPooledTransport(), a pooled transport with
 // timeouts of its own. The options are those of Do (attempts, sleep time,
-// backoff, max delay, jitter, log tries, logger, name, on-retry) and the
-// HTTP ones (WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
-// WithAttemptTimeout, WithAttemptHeader).
+// backoff, max delay, jitter, log tries, logger, name, on-retry, budget) and
+// the HTTP ones (WithClassifier, WithRetryNonIdempotent,
+// WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader, WithMetrics).
+// Without WithBudget, the Transport gets a Budget of its own with the
+// default fields.
 //
 // NewTransport panics, with the message Do would return, if an option is
 // invalid: that is a programming error, as with regexp.MustCompile.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -47,11 +46,7 @@ func TestLoopbackTruncatedBodyIsTheCallers(t *testing.T) {
 }
 
 func TestLoopbackConnectionRefusedThroughClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-
+	addr := closedAddr(t)
 	var cats []Category
 	client := NewClient(append(quick, WithOnRetry(func(e Event) { cats = append(cats, e.Category) }))...)
 	resp, err := client.Get("http://" + addr + "/")

@@ -83,10 +83,7 @@ func TestFinalFailures(t *testing.T) {
 	assert.Contains(t, stderr, "503 Service Unavailable")
 	assert.Contains(t, stderr, `"level":"ERROR"`, "the give-up footprint")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := closedAddr(t)
 	code, _, stderr = runCmd(t, "-sleep", "1ms", "-attempts", "2", "http://"+addr+"/")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "retryget: Get")
@@ -127,10 +124,7 @@ func TestSecretsStayOutOfMessages(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.NotContains(t, stderr, "hunter2")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := closedAddr(t)
 	code, _, stderr = runCmd(t, "-sleep", "1ms", "-attempts", "1", "http://user:hunter2@"+addr+"/p?token=s3cret")
 	assert.Equal(t, 1, code)
 	assert.NotContains(t, stderr, "hunter2")
@@ -147,10 +141,7 @@ func TestMetricsFlags(t *testing.T) {
 
 	// -metrics-addr: the server scrapes the command's /metrics while the
 	// command waits for its answer.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := closedAddr(t)
 	var mu sync.Mutex
 	var scraped string
 	scraper := h.NewServer(t, h.Status(503), h.Func(func(w http.ResponseWriter, r *http.Request) {
@@ -169,4 +160,13 @@ func TestMetricsFlags(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Contains(t, scraped, `retry_http_retries_total{category="server_error",client="default",method="GET"} 1`)
+}
+
+// closedAddr returns a loopback address where nothing listens (yet).
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
 }
