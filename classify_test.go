@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -113,4 +115,85 @@ func TestCategoryNames(t *testing.T) {
 		retryable := c == Throttled || c == ServerError || c == Timeout || c == DialError || c == ConnectionError
 		assert.Equal(t, retryable, c.Retryable(), c.String())
 	}
+}
+
+// fuzzErrors are the error kinds FuzzClassify draws from.
+var fuzzErrors = []error{
+	nil,
+	syscall.ECONNREFUSED,
+	&net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}},
+	&net.DNSError{Err: "no such host", Name: "x", IsNotFound: true},
+	&net.DNSError{Err: "timeout", Name: "x", IsTimeout: true},
+	&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)},
+	io.EOF,
+	io.ErrUnexpectedEOF,
+	timeoutErr{},
+	context.DeadlineExceeded,
+	x509.UnknownAuthorityError{},
+	http.ErrSchemeMismatch,
+	errors.New("something else"),
+}
+
+// FuzzClassify checks the classifier and the retry decision built on it
+// over (status, method, error kind, wrapping): the category is one of the
+// constants, and a request is retried exactly when its category is
+// retryable and the idempotency rule allows it.
+func FuzzClassify(f *testing.F) {
+	f.Add(503, "POST", uint8(0), uint8(0))
+	f.Add(500, "GET", uint8(0), uint8(1))
+	f.Add(200, "PATCH", uint8(5), uint8(2))
+	f.Add(429, "DELETE", uint8(1), uint8(0))
+	f.Fuzz(func(t *testing.T, status int, method string, kind, wrap uint8) {
+		err := fuzzErrors[int(kind)%len(fuzzErrors)]
+		if err != nil {
+			switch wrap % 3 {
+			case 1:
+				err = fmt.Errorf("op: %w", err)
+			case 2:
+				err = &url.Error{Op: "Get", URL: "http://x", Err: err}
+			}
+		}
+		var resp *http.Response
+		if err == nil {
+			resp = &http.Response{StatusCode: status, Status: strconv.Itoa(status), Header: http.Header{}, Body: http.NoBody}
+		}
+		cat := Classify(resp, err)
+		if cat < Unknown || cat > Canceled || cat.String() == "unknown" {
+			t.Fatalf("Classify(%d, %v) = %d", status, err, cat)
+		}
+		if !validMethod(method) {
+			return
+		}
+		req, rerr := http.NewRequestWithContext(t.Context(), method, "http://svc/", nil)
+		if rerr != nil {
+			return
+		}
+		idempotent := isIdempotent(req)
+		provablyUnprocessed := cat == DialError || resp != nil && (status == 429 || status == 503)
+		want := cat.Retryable() && (idempotent || provablyUnprocessed)
+
+		base := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
+			if resp != nil {
+				r := *resp
+				return &r, nil
+			}
+			return nil, err
+		}}}
+		_, _ = NewTransport(base, WithMaxAttempts(2), WithSleepTime(0), WithBudget(nil), discard).RoundTrip(req)
+		if got := base.Calls() == 2; got != want {
+			t.Fatalf("%s, status %d, error %v: category %v, retried %v, want %v", method, status, err, cat, got, want)
+		}
+	})
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", rune(c)) {
+			return false
+		}
+	}
+	return true
 }

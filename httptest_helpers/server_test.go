@@ -126,3 +126,16 @@ func TestTLSAndHTTP2(t *testing.T) {
 	assert.Equal(t, 2, resp.ProtoMajor)
 	assert.Equal(t, 1, h2.Connections(), "a stream reset leaves the connection up")
 }
+
+func TestOneOfPicksEachStep(t *testing.T) {
+	srv := h.NewServer(t, h.OneOf(h.Status(201), h.Status(202)))
+	seen := map[int]int{}
+	for range 64 {
+		resp, err := get(t, srv.Client(), srv.URL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		seen[resp.StatusCode]++
+	}
+	assert.Len(t, seen, 2, "both steps played: %v", seen)
+	assert.Equal(t, 64, seen[201]+seen[202])
+}

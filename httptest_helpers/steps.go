@@ -1,6 +1,7 @@
 package httptest_helpers
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -151,4 +152,13 @@ func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, bool) {
 		return nil, false
 	}
 	return conn, true
+}
+
+type oneOfStep []Step
+
+// OneOf plays one of steps chosen at random on each hit, for chaos tests.
+func OneOf(steps ...Step) Step { return oneOfStep(steps) }
+
+func (st oneOfStep) serve(s *Server, w http.ResponseWriter, r *http.Request) {
+	st[rand.IntN(len(st))].serve(s, w, r)
 }
