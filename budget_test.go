@@ -27,9 +27,10 @@ func TestBudgetArithmetic(t *testing.T) {
 	}
 	assert.False(t, b.allowRetry(t0), "the 11th is over the minimum")
 	// Every two requests buy one more retry.
-	b.started(t0)
+	clock := func() time.Time { return t0 }
+	b.started(clock)
 	assert.False(t, b.allowRetry(t0))
-	b.started(t0)
+	b.started(clock)
 	assert.True(t, b.allowRetry(t0))
 	assert.False(t, b.allowRetry(t0))
 	// Once the window has passed, the old retries no longer count.
@@ -50,7 +51,7 @@ func TestBudgetDefaults(t *testing.T) {
 	assert.Equal(t, 10*time.Second, window)
 	var nilBudget *Budget
 	assert.True(t, nilBudget.allowRetry(time.Now()), "a nil budget allows everything")
-	nilBudget.started(time.Now())
+	nilBudget.started(time.Now)
 }
 
 func TestBudgetInvalid(t *testing.T) {
@@ -65,10 +66,28 @@ func TestBudgetCountsWithoutAllocating(t *testing.T) {
 	b := &Budget{}
 	now := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
-		b.started(now)
+		b.started(time.Now)
 		b.allowRetry(now)
 	})
 	assert.Zero(t, allocs)
+}
+
+func TestBudgetReadsTheClockSparingly(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	reads := 0
+	clock := func() time.Time { reads++; return t0 }
+	b := &Budget{Ratio: 0.1, MinPerSecond: 0.0001, Window: 10 * time.Second}
+	for range 100 {
+		b.started(clock)
+	}
+	assert.Equal(t, 4, reads, "the clock is read on requests 1, 33, 65 and 97")
+	// All 100 requests count: 0.1 × 100 = 10 retries.
+	for i := range 10 {
+		assert.True(t, b.allowRetry(t0), "retry %d", i+1)
+	}
+	assert.False(t, b.allowRetry(t0))
+	// Requests counted without the clock still leave the window.
+	assert.False(t, b.allowRetry(t0.Add(11*time.Second)), "no requests in the new window, and the minimum is ~0")
 }
 
 // outage sends n requests at the given concurrency through tr to a server

@@ -138,7 +138,7 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 		return zero, err
 	}
 	if c.budget != nil {
-		c.budget.started(time.Now())
+		c.budget.started(time.Now)
 	}
 	var prev time.Duration // the last wait, for decorrelated jitter
 	for n := 1; ; n++ {
