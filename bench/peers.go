@@ -33,6 +33,9 @@ var Peers = []Peer{
 	{"retry", func(base http.RoundTripper, p Policy) http.RoundTripper {
 		return retry.NewTransport(base, retry.WithSleepTime(p.Wait), retry.WithMaxDelay(4*p.Wait), quiet)
 	}},
+	{"retry-nobudget", func(base http.RoundTripper, p Policy) http.RoundTripper {
+		return retry.NewTransport(base, retry.WithSleepTime(p.Wait), retry.WithMaxDelay(4*p.Wait), retry.WithBudget(nil), quiet)
+	}},
 	{"retryablehttp", func(base http.RoundTripper, p Policy) http.RoundTripper {
 		c := retryablehttp.NewClient()
 		c.HTTPClient = &http.Client{Transport: base}

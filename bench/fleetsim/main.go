@@ -1,0 +1,246 @@
+// Command fleetsim simulates a fleet of clients, each with its own retrying
+// Transport, against one loopback server of fixed capacity that goes down
+// for a while and comes back. For each jitter and budget setting it reports
+// the load amplification during the outage, the peak load when the server
+// comes back, and how long until 99% of new requests succeed again, and it
+// plots the load the server received over time.
+//
+//	go run ./fleetsim -out .    # from bench/; writes fleet-K50.png, fleet-K500.png
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"image/color"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/retrykit/retry"
+)
+
+const bucket = 100 * time.Millisecond
+
+// sim is one run's settings.
+type sim struct {
+	clients  int
+	wanted   float64       // requests per second the whole fleet wants
+	capacity float64       // requests per second the server can serve
+	warmup   time.Duration // healthy, before the outage
+	outage   time.Duration
+	recovery time.Duration
+	jitter   retry.Jitter
+	budget   string // "off", "default" or "tuned"
+}
+
+func (s sim) label() string { return fmt.Sprintf("%s jitter, budget %s", s.jitter, s.budget) }
+
+// result is what one run measured.
+type result struct {
+	sim
+	amplification float64 // received ÷ wanted during the outage
+	peak          float64 // highest received rate after recovery, req/s
+	recover99     time.Duration
+	recovered     bool
+	received      []float64 // received per bucket, req/s
+}
+
+// server is the loopback server: down during the outage, otherwise it
+// serves up to capacity requests per second and sheds the rest with 503.
+type server struct {
+	start    time.Time
+	sim      sim
+	mu       sync.Mutex
+	tokens   float64
+	last     time.Time
+	received []atomic.Int64
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	el := now.Sub(s.start)
+	if b := int(el / bucket); b >= 0 && b < len(s.received) {
+		s.received[b].Add(1)
+	}
+	if el >= s.sim.warmup && el < s.sim.warmup+s.sim.outage {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	s.mu.Lock()
+	s.tokens = min(s.sim.capacity/10, s.tokens+now.Sub(s.last).Seconds()*s.sim.capacity)
+	s.last = now
+	ok := s.tokens >= 1
+	if ok {
+		s.tokens--
+	}
+	s.mu.Unlock()
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = io.WriteString(w, "ok")
+}
+
+func run(s sim) result {
+	total := s.warmup + s.outage + s.recovery
+	nb := int(total / bucket)
+	srv := &server{sim: s, received: make([]atomic.Int64, nb+100)}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	quiet := retry.WithLogger(slog.New(slog.DiscardHandler))
+	transports := make([]*retry.Transport, s.clients)
+	for i := range transports {
+		opts := []retry.Option{retry.WithMaxAttempts(4), retry.WithSleepTime(100 * time.Millisecond),
+			retry.WithMaxDelay(2 * time.Second), retry.WithJitter(s.jitter), quiet}
+		switch s.budget {
+		case "off":
+			opts = append(opts, retry.WithBudget(nil))
+		case "tuned":
+			opts = append(opts, retry.WithBudget(&retry.Budget{MinPerSecond: 0.1}))
+		}
+		base := cleanhttp.DefaultPooledTransport()
+		base.MaxIdleConnsPerHost = 4
+		transports[i] = retry.NewTransport(base, opts...)
+	}
+	defer func() {
+		for _, t := range transports {
+			t.CloseIdleConnections()
+		}
+	}()
+
+	// Open-loop arrivals at the wanted rate, each to a random client; the
+	// outcome of each request is kept by the bucket it started in.
+	wanted := make([]atomic.Int64, nb)
+	succeeded := make([]atomic.Int64, nb)
+	var wg sync.WaitGroup
+	srv.start = time.Now()
+	srv.last = srv.start
+	interval := time.Duration(float64(time.Second) / s.wanted)
+	tick := time.NewTicker(interval)
+	for now := range tick.C {
+		b := int(now.Sub(srv.start) / bucket)
+		if b >= nb {
+			break
+		}
+		wanted[b].Add(1)
+		tr := transports[rand.IntN(len(transports))]
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				succeeded[b].Add(1)
+			}
+		})
+	}
+	tick.Stop()
+	wg.Wait()
+
+	r := result{sim: s, received: make([]float64, nb)}
+	from, to := int(s.warmup/bucket), int((s.warmup+s.outage)/bucket)
+	var got, want float64
+	for b := range nb {
+		r.received[b] = float64(srv.received[b].Load()) * float64(time.Second/bucket)
+		if b >= from && b < to {
+			got += float64(srv.received[b].Load())
+			want += float64(wanted[b].Load())
+		}
+		if b >= to {
+			r.peak = max(r.peak, r.received[b])
+		}
+	}
+	r.amplification = got / want
+	// The first bucket from which every later one has ≥ 99% successes.
+	r.recovered = false
+	for b := nb - 1; b >= to; b-- {
+		w := wanted[b].Load()
+		if w > 0 && float64(succeeded[b].Load()) < 0.99*float64(w) {
+			break
+		}
+		r.recover99 = time.Duration(b-to) * bucket
+		r.recovered = true
+	}
+	return r
+}
+
+func main() {
+	out := flag.String("out", ".", "folder for the PNG plots")
+	outage := flag.Duration("outage", 2*time.Second, "how long the server is down")
+	capacity := flag.Float64("capacity", 1200, "requests per second the server serves (the fleet wants 1000)")
+	flag.Parse()
+	fleets := []int{50, 500}
+
+	fmt.Println("| clients | jitter | budget | amplification during outage | peak load after (req/s) | time to 99% success |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, k := range fleets {
+		var results []result
+		for _, j := range []retry.Jitter{retry.NoJitter, retry.FullJitter, retry.DecorrelatedJitter} {
+			for _, b := range []string{"off", "default", "tuned"} {
+				r := run(sim{clients: k, wanted: 1000, capacity: *capacity, warmup: 500 * time.Millisecond,
+					outage: *outage, recovery: 3 * time.Second, jitter: j, budget: b})
+				results = append(results, r)
+				rec := "not within 3s"
+				if r.recovered {
+					rec = r.recover99.String()
+				}
+				fmt.Printf("| %d | %s | %s | %.2f | %.0f | %s |\n", k, j, b, r.amplification, r.peak, rec)
+			}
+		}
+		if err := plotLoad(results, filepath.Join(*out, fmt.Sprintf("fleet-K%d.png", k))); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetsim:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// plotLoad draws the load each run put on the server over time.
+func plotLoad(results []result, path string) error {
+	p := plot.New()
+	s := results[0].sim
+	p.Title.Text = fmt.Sprintf("%d clients, 1000 req/s wanted, capacity %.0f req/s, down %.1fs–%.1fs",
+		s.clients, s.capacity, s.warmup.Seconds(), (s.warmup + s.outage).Seconds())
+	p.X.Label.Text = "seconds"
+	p.Y.Label.Text = "requests received per second"
+	p.Legend.Top = true
+	palette := []color.RGBA{{228, 26, 28, 255}, {55, 126, 184, 255}, {77, 175, 74, 255}, {152, 78, 163, 255},
+		{255, 127, 0, 255}, {166, 86, 40, 255}, {247, 129, 191, 255}, {153, 153, 153, 255}, {0, 0, 0, 255}}
+	for i, r := range results {
+		pts := make(plotter.XYs, len(r.received))
+		for b, v := range r.received {
+			pts[b].X = (time.Duration(b) * bucket).Seconds()
+			pts[b].Y = v
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		line.Color = palette[i%len(palette)]
+		line.Width = vg.Points(1.2)
+		if r.budget == "off" {
+			line.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		p.Add(line)
+		p.Legend.Add(r.label(), line)
+	}
+	return p.Save(10*vg.Inch, 6*vg.Inch, path)
+}

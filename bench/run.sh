@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every benchmark of this module, each peer in the same run, and
+# writes RESULTS.md (and the fleet plots) beside this script.
+#   COUNT=10 bench/run.sh      # -count of the speed benchmarks (default 10)
+#   REUSE=1 bench/run.sh       # rewrite RESULTS.md from the last run's raw outputs
+set -euo pipefail
+cd "$(dirname "$0")"
+COUNT=${COUNT:-10}
+BENCHSTAT="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
+raw=.raw # the raw outputs, kept for a look (ignored by git)
+mkdir -p "$raw"
+
+if [ "${REUSE:-0}" != 1 ]; then
+echo "speed benchmarks (-count $COUNT)..." >&2
+go test -run '^$' -bench 'Overhead|Loopback' -benchmem -count "$COUNT" . > "$raw/speed.txt"
+echo "fault scenarios (-count 3)..." >&2
+go test -run '^$' -bench 'Faulty|Outage|Upload64MiB' -benchtime 1x -count 3 . > "$raw/scenarios.txt"
+echo "benchstat..." >&2
+$BENCHSTAT -col /peer "$raw/speed.txt" > "$raw/benchstat.txt"
+$BENCHSTAT -col /peer -filter '/peer:(retry OR retryablehttp OR failsafehttp)' "$raw/speed.txt" > "$raw/benchstat-peers.txt"
+echo "fleet simulation (about 2 minutes)..." >&2
+go run ./fleetsim -out . > "$raw/fleet.txt"
+date -u +%Y-%m-%d > "$raw/date.txt"
+fi
+
+{
+  echo "# Benchmark results"
+  echo
+  echo "Measured by \`bench/run.sh\` on $(cat "$raw/date.txt"): $(go version | cut -d' ' -f3-),"
+  echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))," \
+       "$(free -g | awk '/Mem:/ {print $2}') GiB. Every peer ran in the same run, on the same machine."
+  echo "Peers: \`bare\` (cleanhttp's pooled transport, or the in-memory base: the floor)," \
+       "\`retry\` (this library, defaults but the waits), \`retry-nobudget\` (\`WithBudget(nil)\`)," \
+       "hashicorp/go-retryablehttp v0.7.8, failsafe-go v0.9.8 failsafehttp."
+  echo "One policy for all: 3 attempts, waits of 1ms then 2ms, no jitter."
+  echo
+  echo "## Success path and fault scenarios (medians)"
+  echo
+  cat "$raw/speed.txt" "$raw/scenarios.txt" | go run ./report
+  echo "## benchstat: every peer against bare"
+  echo
+  echo '```'
+  cat "$raw/benchstat.txt"
+  echo '```'
+  echo
+  echo "## benchstat: the peers against retry"
+  echo
+  echo '```'
+  cat "$raw/benchstat-peers.txt"
+  echo '```'
+  echo
+  echo "## Fleet simulation"
+  echo
+  echo "\`go run ./fleetsim\`: K clients, each with its own Transport (4 attempts, 100ms sleep time," \
+       "2s max delay), send 1000 requests per second in all (open loop, to random clients) to one" \
+       "loopback server that serves 1200 per second and sheds the rest with 503, and is down" \
+       "(always 503) from 0.5s to 2.5s. Budget: \`off\` = \`WithBudget(nil)\`, \`default\` = a zero" \
+       "\`Budget\` per client, \`tuned\` = \`&Budget{MinPerSecond: 0.1}\` per client." \
+       "Amplification = requests the server received during the outage ÷ requests the clients wanted;" \
+       "time to 99% = from the server's return until every later 100ms of new requests succeeds ≥ 99%."
+  echo
+  cat "$raw/fleet.txt"
+  echo
+  echo "![50 clients](fleet-K50.png)"
+  echo "![500 clients](fleet-K500.png)"
+} > RESULTS.md
+echo "wrote bench/RESULTS.md" >&2
