@@ -241,14 +241,12 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 		}
 		return true, nil
 	}
-	// bodyOnce
-	if b.buf == nil {
-		r.Body = b.owned // req.Body; GetBody is nil in this mode
-	} else {
+	// bodyOnce. Without a buffered prefix r may be the caller's own request
+	// (see changes), whose Body is already the right one: leave it alone.
+	if b.buf != nil {
 		b.buf.refs.Add(1)
 		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned}
 	}
-	r.GetBody = nil
 	b.owned = nil // the base closes it
 	return false, nil
 }

@@ -531,3 +531,41 @@ func TestTransportNilURL(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, int32(1), body.closes.Load())
 }
+
+func TestTransportLeavesCallerRequestAloneInEveryBodyMode(t *testing.T) {
+	bodies := map[string]func(t *testing.T) *http.Request{
+		"none":    func(t *testing.T) *http.Request { return newReq(t, "GET", "http://svc/x", nil) },
+		"GetBody": func(t *testing.T) *http.Request { return newReq(t, "PUT", "http://svc/x", strings.NewReader("abc")) },
+		"opaque": func(t *testing.T) *http.Request {
+			return newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader("abc")})
+		},
+		"too large": func(t *testing.T) *http.Request {
+			r := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader(strings.Repeat("z", 64))})
+			r.ContentLength = 64
+			return r
+		},
+	}
+	optionSets := map[string][]Option{
+		"no options":               nil,
+		"attempt header":           {WithAttemptHeader("X-Attempt")},
+		"attempt timeout":          {WithAttemptTimeout(time.Minute)},
+		"small buffer and timeout": {WithMaxBufferedBody(16), WithAttemptTimeout(time.Minute)},
+	}
+	for bname, mk := range bodies {
+		for oname, opts := range optionSets {
+			synctest.Test(t, func(t *testing.T) {
+				req := mk(t)
+				before := *req
+				hdr := req.Header.Clone()
+				base := &fakeBase{script: []reply{respond(503), respond(200)}}
+				_, _ = NewTransport(base, append(append([]Option{}, fast...), opts...)...).RoundTrip(req)
+				assert.Equal(t, hdr, req.Header, "%s, %s: header", bname, oname)
+				assert.Equal(t, before.Body, req.Body, "%s, %s: body", bname, oname)
+				assert.Equal(t, before.GetBody == nil, req.GetBody == nil, "%s, %s: GetBody", bname, oname)
+				assert.Equal(t, before.ContentLength, req.ContentLength, "%s, %s: ContentLength", bname, oname)
+				assert.Equal(t, before.URL, req.URL, "%s, %s: URL", bname, oname)
+				assert.Equal(t, before.Context(), req.Context(), "%s, %s: context", bname, oname)
+			})
+		}
+	}
+}
