@@ -27,7 +27,7 @@ import (
 // soon as ctx is done.
 func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	c := newConfig(opts)
-	return doWith(ctx, &c, fn)
+	return doWith(ctx, &c, fn, fn)
 }
 
 // DoErr is Do for functions that return only an error.
@@ -35,7 +35,7 @@ func DoErr(ctx context.Context, fn func(context.Context) error, opts ...Option) 
 	c := newConfig(opts)
 	_, err := doWith(ctx, &c, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
-	})
+	}, fn)
 	return err
 }
 
@@ -49,11 +49,14 @@ func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(conte
 		c.name = funcName(fn)
 	}
 	return func(ctx context.Context) (T, error) {
-		return doWith(ctx, &c, fn)
+		return doWith(ctx, &c, fn, fn)
 	}
 }
 
-func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, error)) (T, error) {
+// doWith runs fn under c; named is the function whose name footprints show
+// when WithName was not given (fn itself, or the caller's function that fn
+// adapts).
+func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, error), named any) (T, error) {
 	return run(ctx, c, "retry.Do", hooks[T]{
 		attempt: fn,
 		judge: func(_ T, err error) verdict {
@@ -68,7 +71,7 @@ func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, 
 			}
 			return verdict{err: err, retryAfter: -1}
 		},
-		name: func() string { return funcName(fn) },
+		name: func() string { return funcName(named) },
 	})
 }
 

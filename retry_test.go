@@ -311,8 +311,13 @@ func TestDefaultNameIsFunctionName(t *testing.T) {
 
 		_, _ = Wrap(namedFailure, discard, WithOnRetry(func(e Event) { name = e.Name }))(t.Context())
 		assert.Equal(t, "retry.namedFailure", name)
+
+		_ = DoErr(t.Context(), namedErrFailure, discard, WithOnRetry(func(e Event) { name = e.Name }))
+		assert.Equal(t, "retry.namedErrFailure", name, "DoErr names the caller's function, not its adapter")
 	})
 }
+
+func namedErrFailure(context.Context) error { return errFlaky }
 
 func namedFailure(context.Context) (int, error) { return 0, errFlaky }
 

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,7 +143,9 @@ type roundTrip struct {
 	fatal error
 }
 
-// attempt sends attempt n on its own copy of the request.
+// attempt sends the next attempt on a copy of the request, or on the
+// caller's own request when nothing in it has to change (the base may not
+// modify it, so that is the same and saves an allocation).
 func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	rt.n++
 	hc := &rt.t.cfg.http
@@ -183,7 +186,7 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 		return nil, err
 	}
 
-	resp, err := rt.t.base.RoundTrip(r)
+	resp, err := baseRoundTrip(rt.t.base, r)
 	if cancel == nil {
 		return resp, err
 	}
@@ -203,6 +206,26 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	// Keep the attempt's context live until the caller closes the body.
 	resp.Body = cancelOnClose(resp.Body, cancel)
 	return resp, nil
+}
+
+var errNilResponse = errors.New("retry: the base RoundTripper returned neither a response nor an error")
+
+// baseRoundTrip calls base and holds it to the RoundTripper contract, as
+// http.Client does: exactly one of response and error.
+func baseRoundTrip(base http.RoundTripper, r *http.Request) (*http.Response, error) {
+	resp, err := base.RoundTrip(r)
+	switch {
+	case err != nil && resp != nil:
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		return nil, err
+	case err == nil && resp == nil:
+		return nil, errNilResponse
+	case err == nil && resp.Body == nil:
+		resp.Body = http.NoBody
+	}
+	return resp, err
 }
 
 // judge decides whether attempt rt.n's outcome is retried.

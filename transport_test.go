@@ -569,3 +569,28 @@ func TestTransportLeavesCallerRequestAloneInEveryBodyMode(t *testing.T) {
 		}
 	}
 }
+
+func TestTransportHoldsBaseToContract(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		body := newTrackedBody(10)
+		both := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Body: body}, errors.New("also an error")
+		}}}
+		resp, err := NewTransport(both, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		assert.Nil(t, resp, "never a response and an error together")
+		assert.Error(t, err)
+		assert.Equal(t, int32(1), body.closes.Load(), "the stray response is closed")
+
+		neither := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) { return nil, nil }}}
+		resp, err = NewTransport(neither, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		assert.Nil(t, resp)
+		assert.ErrorIs(t, err, errNilResponse)
+
+		noBody := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 503, Header: http.Header{}}, nil
+		}, respond(200)}}
+		resp, err = NewTransport(noBody, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		require.NoError(t, err, "a nil body is drained as an empty one")
+		assert.Equal(t, 200, resp.StatusCode)
+	})
+}
