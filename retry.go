@@ -2,7 +2,6 @@ package retry
 
 import (
 	"context"
-	"net/http"
 	"reflect"
 	"runtime"
 	"strings"
@@ -69,7 +68,7 @@ func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, 
 			if !c.retryable(err) {
 				return verdict{stop: true, err: err, outcome: outcomeNotRetryable}
 			}
-			return verdict{err: err, retryAfter: -1}
+			return verdict{err: err}
 		},
 		name: func() string { return funcName(named) },
 	})
@@ -87,20 +86,19 @@ func funcName(fn any) string {
 	return strings.TrimSuffix(name, "-fm")
 }
 
-// verdict is what a judge decides about one attempt's result.
+// verdict is what a judge decides about one attempt's result. It is kept
+// to 32 bytes: it is returned by value on every attempt, and a larger copy
+// costs more than the rest of a successful call. What only a retry needs
+// (the response, Retry-After) comes from hooks.describe instead.
 type verdict struct {
-	// stop means: return this result as it is (success, or a failure that
-	// is not retried). The loop returns the attempt's value and err.
-	stop bool
 	// err describes the failure: the error to return when stop is set, and
 	// the attempt's error for events and *Error otherwise.
 	err error
 	// category is the attempt's classification (Unknown for Do).
 	category Category
-	// retryAfter is the wait the server asked for, or -1 for none.
-	retryAfter time.Duration
-	// resp is the attempt's response, for events (Transport only).
-	resp *http.Response
+	// stop means: return this result as it is (success, or a failure that
+	// is not retried). The loop returns the attempt's value and err.
+	stop bool
 	// outcome is how the call ends when stop is set.
 	outcome outcome
 }
@@ -120,80 +118,101 @@ type hooks[T any] struct {
 	release func(T)
 	// name is the operation's name when WithName was not given.
 	name func() string
-	// describe adds the request's method and URL to an event (nil: none).
-	describe func(*Event)
+	// describe fills in the event of a failed attempt from its result: the
+	// request's method and URL, the response and its Retry-After (nil:
+	// nothing to add; the loop sets RetryAfter to -1 before).
+	describe func(*Event, T)
 	// method is the request's method, for metric labels ("" for Do).
 	method string
 }
 
 // run is the retry loop: the one place that decides whether to retry and
-// the one place that waits.
+// the one place that waits. The first attempt is run here and everything
+// after a failure in retrying, which keeps the success path short.
 func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (T, error) {
-	var zero T
 	if c.err != nil {
+		var zero T
 		return zero, c.err
 	}
-	// Every call ends with exactly one outcome, counted here.
-	out := outcomeOK
-	defer func() { c.metrics.request(h.method, out) }()
 	if err := ctx.Err(); err != nil {
-		out = outcomeOfContext(err)
+		c.metrics.request(h.method, outcomeOfContext(err))
+		var zero T
 		return zero, err
 	}
 	if c.budget != nil {
 		c.budget.started(time.Now)
 	}
+	v, err, vd := attemptOnce(ctx, c, &h)
+	if !vd.stop {
+		v, vd.err, vd.outcome = retrying(ctx, c, controller, &h, v, err, vd)
+	}
+	// Every call ends with exactly one outcome, counted here.
+	c.metrics.request(h.method, vd.outcome)
+	return v, vd.err
+}
+
+// attemptOnce runs one attempt, judges it and counts it.
+func attemptOnce[T any](ctx context.Context, c *config, h *hooks[T]) (T, error, verdict) {
+	v, err := h.attempt(ctx)
+	vd := h.judge(v, err)
+	c.metrics.attempt(h.method, vd.category)
+	return v, err, vd
+}
+
+// retrying carries on after attempt 1 failed with v, err and its verdict
+// vd, and returns the call's result, error and outcome.
+func retrying[T any](ctx context.Context, c *config, controller string, h *hooks[T], v T, err error, vd verdict) (T, error, outcome) {
+	var zero T
 	var prev time.Duration // the last wait, for decorrelated jitter
 	for n := 1; ; n++ {
-		// Run the attempt and judge its result.
-		v, err := h.attempt(ctx)
-		vd := h.judge(v, err)
-		c.metrics.attempt(h.method, vd.category)
-		if vd.stop {
-			out = vd.outcome
-			return v, vd.err
+		if n > 1 {
+			// Run the next attempt and judge its result.
+			if v, err, vd = attemptOnce(ctx, c, h); vd.stop {
+				return v, vd.err, vd.outcome
+			}
 		}
-		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err,
-			Category: vd.category, Response: vd.resp, RetryAfter: vd.retryAfter}
+		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err, Category: vd.category, RetryAfter: -1}
 		if ev.Name == "" {
 			ev.Name = h.name()
 		}
 		if h.describe != nil {
-			h.describe(&ev)
+			h.describe(&ev, v)
 		}
 		fail := &Error{Attempts: n, Err: vd.err, Category: vd.category}
 		// The caller gave up during the attempt: stop without a footprint.
 		if cerr := ctx.Err(); cerr != nil {
-			out, fail.Cause = outcomeOfContext(cerr), cerr
-			return giveUp(v, err, h.release, fail)
+			fail.Cause = cerr
+			v, err := giveUp(v, err, h.release, fail)
+			return v, err, outcomeOfContext(cerr)
 		}
 		// The attempts ran out.
 		if n >= c.maxAttempts {
-			out = outcomeExhausted
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
-			return giveUp(v, err, nil, fail)
+			v, err := giveUp(v, err, nil, fail)
+			return v, err, outcomeExhausted
 		}
 		// Compute the wait: the schedule's, or longer if the server asks.
 		// A server that asks for more than the max delay gets its answer
 		// back at once rather than a retry.
 		wait := c.next(n, prev, c.random())
-		if vd.retryAfter > c.maxDelay {
-			out = outcomeRetryAfterTooLong
+		if ev.RetryAfter > c.maxDelay {
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
-			return v, err
+			return v, err, outcomeRetryAfterTooLong
 		}
-		wait = max(wait, vd.retryAfter)
+		wait = max(wait, ev.RetryAfter)
 		// Give up now if the wait would end past the deadline.
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			out, fail.Cause = outcomeDeadline, context.DeadlineExceeded
+			fail.Cause = context.DeadlineExceeded
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
-			return giveUp(v, err, nil, fail)
+			v, err := giveUp(v, err, nil, fail)
+			return v, err, outcomeDeadline
 		}
 		// Spend from the retry budget, if there is one.
 		if c.budget != nil && !c.budget.allowRetry(time.Now()) {
-			out, fail.Cause = outcomeBudgetExhausted, ErrBudgetExhausted
+			fail.Cause = ErrBudgetExhausted
 			c.footprint(ctx, footprintBudget, controller, &ev)
-			return giveUp(v, err, nil, fail)
+			v, err := giveUp(v, err, nil, fail)
+			return v, err, outcomeBudgetExhausted
 		}
 		// Tell the observers, free the failed result, and wait.
 		ev.Delay = wait
@@ -206,8 +225,8 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 			h.release(v)
 		}
 		if !sleep(ctx, wait) {
-			out, fail.Cause = outcomeOfContext(ctx.Err()), ctx.Err()
-			return zero, fail
+			fail.Cause = ctx.Err()
+			return zero, fail, outcomeOfContext(fail.Cause)
 		}
 		c.metrics.slept(wait)
 		prev = wait

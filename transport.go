@@ -247,14 +247,10 @@ func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
 	case !rt.replayable:
 		return verdict{stop: true, err: err, category: cat, outcome: outcomeBodyNotReplayable}
 	}
-	vd := verdict{err: err, category: cat, retryAfter: -1, resp: resp}
 	if resp != nil {
-		vd.err = &statusError{resp.Status}
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			vd.retryAfter = d
-		}
+		err = &statusError{resp.Status}
 	}
-	return vd
+	return verdict{err: err, category: cat}
 }
 
 // mayRetry applies the idempotency rule.
@@ -284,9 +280,17 @@ func (rt *roundTrip) method() string {
 
 func (rt *roundTrip) name() string { return rt.method() + " " + RedactURL(rt.req.URL) }
 
-func (rt *roundTrip) describe(ev *Event) {
+// describe adds to the event of a failed attempt what the request and its
+// response say: method, redacted URL, the response and its Retry-After.
+func (rt *roundTrip) describe(ev *Event, resp *http.Response) {
 	ev.Method = rt.method()
 	ev.URL = RedactURL(rt.req.URL)
+	if resp != nil {
+		ev.Response = resp
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			ev.RetryAfter = d
+		}
+	}
 }
 
 // drainAndClose reads at most 64 KiB of a response that is being retried,
