@@ -142,9 +142,9 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 	if c.budget != nil {
 		c.budget.started(time.Now)
 	}
-	v, err, vd := attemptOnce(ctx, c, &h)
+	v, vd, err := attemptOnce(ctx, c, &h)
 	if !vd.stop {
-		v, vd.err, vd.outcome = retrying(ctx, c, controller, &h, v, err, vd)
+		v, vd.outcome, vd.err = retrying(ctx, c, controller, &h, v, err, vd)
 	}
 	// Every call ends with exactly one outcome, counted here.
 	c.metrics.request(h.method, vd.outcome)
@@ -152,23 +152,23 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 }
 
 // attemptOnce runs one attempt, judges it and counts it.
-func attemptOnce[T any](ctx context.Context, c *config, h *hooks[T]) (T, error, verdict) {
+func attemptOnce[T any](ctx context.Context, c *config, h *hooks[T]) (T, verdict, error) {
 	v, err := h.attempt(ctx)
 	vd := h.judge(v, err)
 	c.metrics.attempt(h.method, vd.category)
-	return v, err, vd
+	return v, vd, err
 }
 
 // retrying carries on after attempt 1 failed with v, err and its verdict
-// vd, and returns the call's result, error and outcome.
-func retrying[T any](ctx context.Context, c *config, controller string, h *hooks[T], v T, err error, vd verdict) (T, error, outcome) {
+// vd, and returns the call's result, outcome and error.
+func retrying[T any](ctx context.Context, c *config, controller string, h *hooks[T], v T, err error, vd verdict) (T, outcome, error) {
 	var zero T
 	var prev time.Duration // the last wait, for decorrelated jitter
 	for n := 1; ; n++ {
 		if n > 1 {
 			// Run the next attempt and judge its result.
-			if v, err, vd = attemptOnce(ctx, c, h); vd.stop {
-				return v, vd.err, vd.outcome
+			if v, vd, err = attemptOnce(ctx, c, h); vd.stop {
+				return v, vd.outcome, vd.err
 			}
 		}
 		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err, Category: vd.category, RetryAfter: -1}
@@ -183,13 +183,13 @@ func retrying[T any](ctx context.Context, c *config, controller string, h *hooks
 		if cerr := ctx.Err(); cerr != nil {
 			fail.Cause = cerr
 			v, err := giveUp(v, err, h.release, fail)
-			return v, err, outcomeOfContext(cerr)
+			return v, outcomeOfContext(cerr), err
 		}
 		// The attempts ran out.
 		if n >= c.maxAttempts {
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
 			v, err := giveUp(v, err, nil, fail)
-			return v, err, outcomeExhausted
+			return v, outcomeExhausted, err
 		}
 		// Compute the wait: the schedule's, or longer if the server asks.
 		// A server that asks for more than the max delay gets its answer
@@ -197,7 +197,7 @@ func retrying[T any](ctx context.Context, c *config, controller string, h *hooks
 		wait := c.next(n, prev, c.random())
 		if ev.RetryAfter > c.maxDelay {
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
-			return v, err, outcomeRetryAfterTooLong
+			return v, outcomeRetryAfterTooLong, err
 		}
 		wait = max(wait, ev.RetryAfter)
 		// Give up now if the wait would end past the deadline.
@@ -205,14 +205,14 @@ func retrying[T any](ctx context.Context, c *config, controller string, h *hooks
 			fail.Cause = context.DeadlineExceeded
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
 			v, err := giveUp(v, err, nil, fail)
-			return v, err, outcomeDeadline
+			return v, outcomeDeadline, err
 		}
 		// Spend from the retry budget, if there is one.
 		if c.budget != nil && !c.budget.allowRetry(time.Now()) {
 			fail.Cause = ErrBudgetExhausted
 			c.footprint(ctx, footprintBudget, controller, &ev)
 			v, err := giveUp(v, err, nil, fail)
-			return v, err, outcomeBudgetExhausted
+			return v, outcomeBudgetExhausted, err
 		}
 		// Tell the observers, free the failed result, and wait.
 		ev.Delay = wait
@@ -226,7 +226,7 @@ func retrying[T any](ctx context.Context, c *config, controller string, h *hooks
 		}
 		if !sleep(ctx, wait) {
 			fail.Cause = ctx.Err()
-			return zero, fail, outcomeOfContext(fail.Cause)
+			return zero, outcomeOfContext(fail.Cause), fail
 		}
 		c.metrics.slept(wait)
 		prev = wait
