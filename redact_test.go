@@ -29,30 +29,30 @@ func TestRedactURL(t *testing.T) {
 	assert.Empty(t, RedactURL(nil))
 }
 
+// FuzzRedactURL checks that the output does not depend on the userinfo or
+// on any query value: redacting the same URL with other credentials and
+// other values gives the same text, so none of them can be in it.
 func FuzzRedactURL(f *testing.F) {
 	f.Add("user", "p4ssw0rd", "api.example.com", "/v1", "token", "s3cret")
-	f.Add("", "x", "h:80", "/", "a", "b=c")
+	f.Add("", "x", "h:8080", "/", "a", "b=c&d")
 	f.Fuzz(func(t *testing.T, user, pass, host, path, key, value string) {
-		u := &url.URL{Scheme: "https", User: url.UserPassword(user, pass), Host: host, Path: path,
-			RawQuery: url.Values{key: {value}}.Encode()}
-		u2, err := url.Parse(u.String())
-		if err != nil {
+		build := func(user, pass, value string) (*url.URL, bool) {
+			u := &url.URL{Scheme: "https", User: url.UserPassword(user, pass), Host: host, Path: path,
+				RawQuery: url.Values{key: {value}}.Encode()}
+			parsed, err := url.Parse(u.String())
+			return parsed, err == nil
+		}
+		secret, ok1 := build(user, pass, value)
+		other, ok2 := build("someone", "other-password", "other-value")
+		if !ok1 || !ok2 {
 			return
 		}
-		out := RedactURL(u2)
-		// The secret may still appear by coincidence in the parts that are
-		// kept (host, path, key); only check secrets that do not.
-		kept := u2.Host + u2.EscapedPath() + url.QueryEscape(key) + key
-		if len(pass) >= 3 && !strings.Contains(kept, pass) && !strings.Contains("REDACTED", pass) && strings.Contains(out, pass) {
-			t.Fatalf("password %q in %q", pass, out)
+		got, want := RedactURL(secret), RedactURL(other)
+		if got != want {
+			t.Fatalf("the output depends on the userinfo or a query value:\n%q\n%q", got, want)
 		}
-		enc := url.QueryEscape(value)
-		if len(value) >= 3 && !strings.Contains(kept, value) && !strings.Contains(kept, enc) &&
-			!strings.Contains("REDACTED", value) && (strings.Contains(out, value) || strings.Contains(out, enc)) {
-			t.Fatalf("query value %q in %q", value, out)
-		}
-		if strings.Contains(out, "@") && !strings.Contains(kept, "@") {
-			t.Fatalf("userinfo in %q", out)
+		if strings.Contains(got, "@") && !strings.Contains(host+path, "@") {
+			t.Fatalf("userinfo in %q", got)
 		}
 	})
 }
