@@ -94,7 +94,7 @@ func TestLoopbackClientTimeoutBoundsAllAttempts(t *testing.T) {
 	srv := h.NewServer(t, h.Status(503))
 	client := &http.Client{
 		Transport: NewTransport(srv.Transport(), WithSleepTime(time.Second), discard),
-		Timeout:   80 * time.Millisecond,
+		Timeout:   500 * time.Millisecond,
 	}
 	start := time.Now()
 	resp, err := client.Get(srv.URL)
