@@ -22,6 +22,12 @@
 //
 //	client := &http.Client{Transport: retry.NewTransport(nil)}
 //
+// Each Transport spends its retries from a Budget, so that a fleet of
+// clients does not multiply the load on a server that is already down, and
+// can count every attempt, retry and outcome in Prometheus (NewMetrics,
+// WithMetrics). Footprints, metrics and the WithOnRetry hook all observe the
+// same Event values.
+//
 // The package ports the Python module dtpyfw.core.retry: retry becomes Do,
 // retry_async becomes Do in a goroutine, retry_wrapper becomes Wrap, the
 // exceptions parameter becomes WithRetryOn or WithRetryIf, log_tries

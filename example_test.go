@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
 	"github.com/retrykit/retry"
@@ -145,4 +146,30 @@ func ExampleNewClient() {
 	// Retries ran out on a retryable status: the last response, no error.
 	fmt.Println(resp.StatusCode)
 	// Output: 503
+}
+
+func ExampleWithBudget() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable) // down
+	}))
+	defer srv.Close()
+
+	// About one retry per 10s window: MinPerSecond × Window = 1, and the
+	// ratio adds almost nothing for three requests.
+	budget := &retry.Budget{MinPerSecond: 0.1, Ratio: 0.01}
+	client := &http.Client{Transport: retry.NewTransport(nil,
+		retry.WithBudget(budget), retry.WithSleepTime(time.Millisecond), quiet)}
+
+	for range 3 {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+	}
+	fmt.Println("3 requests, server hits:", hits.Load(), "(9 without a budget)")
+	// Output: 3 requests, server hits: 4 (9 without a budget)
 }

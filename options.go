@@ -67,7 +67,8 @@ func WithBudget(b *Budget) Option { return budgetOption{b} }
 
 // WithMetrics makes a Transport count its attempts, retries, requests and
 // waits in m, labelled with the client name of WithName ("default" if
-// none). The default is no metrics. Do ignores it.
+// none): use a fixed name per client, never one built from a request, so
+// that the label stays bounded. The default is no metrics. Do ignores it.
 func WithMetrics(m *Metrics) Option { return metricsOption{m} }
 
 // WithMaxAttempts sets how many times fn (or the request) is tried in all,
