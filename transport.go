@@ -325,8 +325,8 @@ func (e *attemptTimeoutError) Is(target error) bool { return target == context.D
 // attempt's context. A body that can also be written to (a 101 Switching
 // Protocols response) stays writable.
 func cancelOnClose(body io.ReadCloser, cancel context.CancelFunc) io.ReadCloser {
-	if rw, ok := body.(io.ReadWriteCloser); ok {
-		return &cancelRWBody{rw, cancel}
+	if w, ok := body.(io.Writer); ok {
+		return &cancelRWBody{cancelBody{body, cancel}, w}
 	}
 	return &cancelBody{body, cancel}
 }
@@ -342,13 +342,8 @@ func (b *cancelBody) Close() error {
 	return err
 }
 
+// cancelRWBody is a cancelBody that keeps the body's Write.
 type cancelRWBody struct {
-	io.ReadWriteCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelRWBody) Close() error {
-	err := b.ReadWriteCloser.Close()
-	b.cancel()
-	return err
+	cancelBody
+	io.Writer
 }

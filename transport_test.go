@@ -594,3 +594,31 @@ func TestTransportHoldsBaseToContract(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 	})
 }
+
+type rwBody struct {
+	io.Reader
+	written bytes.Buffer
+	closed  bool
+}
+
+func (b *rwBody) Write(p []byte) (int, error) { return b.written.Write(p) }
+func (b *rwBody) Close() error                { b.closed = true; return nil }
+
+func TestCancelOnCloseKeepsWriter(t *testing.T) {
+	canceled := false
+	inner := &rwBody{Reader: strings.NewReader("up")}
+	body := cancelOnClose(inner, func() { canceled = true })
+	w, ok := body.(io.Writer)
+	require.True(t, ok, "a 101 response body stays writable")
+	_, _ = w.Write([]byte("hi"))
+	got, _ := io.ReadAll(body)
+	require.NoError(t, body.Close())
+	assert.Equal(t, "hi", inner.written.String())
+	assert.Equal(t, "up", string(got))
+	assert.True(t, inner.closed)
+	assert.True(t, canceled, "closing releases the attempt's context")
+
+	plain := cancelOnClose(io.NopCloser(strings.NewReader("x")), func() {})
+	_, isWriter := plain.(io.Writer)
+	assert.False(t, isWriter)
+}
