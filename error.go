@@ -1,8 +1,10 @@
 package retry
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error is returned, as *Error, when the loop gives up on a retryable
@@ -13,14 +15,21 @@ import (
 type Error struct {
 	// Attempts is the number of attempts made.
 	Attempts int
-	// Err is the last attempt's error.
+	// Err is the last attempt's error; when the caller's context cut the
+	// last attempt short, the failure of the attempt before it, if any.
 	Err error
 	// Category is the last attempt's classification (Unknown for Do).
 	Category Category
-	// Cause is why the loop stopped before the attempts ran out:
-	// context.Canceled or context.DeadlineExceeded (from the caller's
-	// context, or because the next wait would pass its deadline). It is nil
-	// when the attempts ran out.
+	// Cause is why the loop stopped before the attempts ran out, or why a
+	// retryable failure was not retried; nil when the attempts ran out:
+	//   - the caller's context ended: an error matching both ctx.Err()
+	//     (context.Canceled or context.DeadlineExceeded) and
+	//     context.Cause(ctx);
+	//   - the next wait would pass the context's deadline:
+	//     context.DeadlineExceeded;
+	//   - the retry budget denied the retry: ErrBudgetExhausted;
+	//   - the request may not be retried (a Transport): ErrNotIdempotent or
+	//     ErrNotReplayable.
 	Cause error
 }
 
@@ -75,3 +84,55 @@ func unpermanent(err error) (error, bool) {
 	var p *permanentError
 	return err, errors.As(err, &p)
 }
+
+// ErrNotIdempotent is the Cause of the *Error a Transport returns when an
+// attempt failed with a retryable error (a reset, a timeout, ...) but the
+// request may not be retried: its method is not idempotent, it carries no
+// Idempotency-Key, and the server may have processed it. See
+// WithRetryNonIdempotent.
+var ErrNotIdempotent = errors.New("retry: not retried: the request is not idempotent")
+
+// ErrNotReplayable is the Cause of the *Error a Transport returns when an
+// attempt failed with a retryable error but the request body cannot be
+// sent again: it was larger than WithMaxBufferedBody and has no GetBody.
+var ErrNotReplayable = errors.New("retry: not retried: the request body cannot be sent again")
+
+// RetryAfter marks err with the wait that fn asks for before the next
+// attempt, as an HTTP server does with Retry-After: when fn's error is or
+// wraps one made by RetryAfter, Do waits max(backoff, d) (a negative d
+// counts as 0). A d above the max delay stops the retries at once, and so
+// does a wait that would pass the context's deadline; Do then returns an
+// *Error wrapping the error. err keeps its identity: errors.Is and
+// errors.As see through the mark. RetryAfter(d, nil) is nil.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{d: max(d, 0), err: err}
+}
+
+type retryAfterError struct {
+	d   time.Duration
+	err error
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// contextError returns the error of a context that has ended: ctx.Err(),
+// or, when the context was given a cause of its own
+// (context.WithCancelCause, WithTimeoutCause, ...), an error that matches
+// both that cause and ctx.Err().
+func contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return &causeError{cause: cause, err: err}
+	}
+	return err
+}
+
+// causeError is a context's cause together with its error.
+type causeError struct{ cause, err error }
+
+func (e *causeError) Error() string   { return e.cause.Error() }
+func (e *causeError) Unwrap() []error { return []error{e.cause, e.err} }

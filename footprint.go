@@ -22,9 +22,11 @@ import (
 type footprintKind uint8
 
 const (
-	footprintRetry  footprintKind = iota // WARN before each wait, with WithLogTries
-	footprintGiveUp                      // ERROR when the loop gives up on a retryable failure
-	footprintBudget                      // WARN when the budget denies a retry, whatever WithLogTries says
+	footprintRetry         footprintKind = iota // WARN before each wait, with WithLogTries
+	footprintGiveUp                             // ERROR when the loop gives up on a retryable failure
+	footprintBudget                             // WARN when the budget denies a retry, whatever WithLogTries says
+	footprintNotIdempotent                      // WARN: a retryable failure of a request that may not be retried
+	footprintNotReplayable                      // WARN: a retryable failure whose request body cannot be sent again
 )
 
 // footprint writes one record about ev. The texts are built only once the
@@ -52,6 +54,12 @@ func (c *config) footprint(ctx context.Context, kind footprintKind, controller s
 	case footprintBudget:
 		msg = "The retry budget is exhausted, so we stop retrying " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
 		subject = "Retry budget exhausted for " + ev.Name
+	case footprintNotIdempotent:
+		msg = "We do not retry " + ev.Name + " after the " + strconv.Itoa(ev.Attempt) + " attempt: the request is not idempotent and the server may have processed it."
+		subject = "Not retrying " + ev.Name
+	case footprintNotReplayable:
+		msg = "We do not retry " + ev.Name + " after the " + strconv.Itoa(ev.Attempt) + " attempt: its request body cannot be sent again."
+		subject = "Not retrying " + ev.Name
 	}
 	l.LogAttrs(ctx, level, msg,
 		slog.String("log_type", logType),

@@ -91,6 +91,7 @@ func TestMetricsEveryOutcome(t *testing.T) {
 		big := newReq(t, "PUT", "http://svc/", &opaqueBody{Reader: strings.NewReader(strings.Repeat("x", 100))})
 		roundTrip(&fakeBase{script: []reply{respond(503)}}, big, WithMaxBufferedBody(10))
 		roundTrip(&fakeBase{script: []reply{respond(200)}}, newReq(t, "PROPFIND", "http://svc/", nil))
+		roundTrip(&fakeBase{script: []reply{respond(200)}}, get().WithContext(WithRequestOptions(t.Context(), WithMaxAttempts(0))))
 
 		for _, o := range outcomeNames {
 			method := "GET"

@@ -18,8 +18,9 @@ var ErrInvalidOption = errors.New("retry: invalid option")
 // An Option configures Do, DoErr, Wrap and NewTransport. Options are
 // applied in order; where an option is given twice, the last one wins.
 // Options that concern HTTP only (WithClassifier, WithRetryNonIdempotent,
-// WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader) are accepted
-// and ignored by Do, so that one option list can serve both.
+// WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader,
+// WithPrepareRetry, WithMetrics) are accepted and ignored by Do, so that
+// one option list can serve both.
 //
 // Options are plain values: building them once and passing them to many
 // calls is safe and cheap.
@@ -263,6 +264,12 @@ func (c *config) apply(o Option) {
 			return
 		}
 		c.http.attemptHeader = http.CanonicalHeaderKey(string(o))
+	case prepareRetryOption:
+		if o == nil {
+			c.invalid("WithPrepareRetry(nil): the function must not be nil")
+			return
+		}
+		c.http.prepareRetry = o
 	case budgetOption:
 		if o.b != nil {
 			if err := o.b.validate(); err != nil {

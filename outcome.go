@@ -18,6 +18,7 @@ const (
 	outcomeRetryAfterTooLong                // Retry-After asked for more than the max delay
 	outcomeBudgetExhausted                  // the retry budget denied a retry
 	outcomeBodyNotReplayable                // the request body could not be sent again
+	outcomeRequestError                     // the request could not be sent: an invalid request option, a body that failed to read, WithPrepareRetry failed
 	numOutcomes
 )
 
@@ -30,6 +31,7 @@ var outcomeNames = [numOutcomes]string{
 	outcomeRetryAfterTooLong: "retry_after_too_long",
 	outcomeBudgetExhausted:   "budget_exhausted",
 	outcomeBodyNotReplayable: "body_not_replayable",
+	outcomeRequestError:      "request_error",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

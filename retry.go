@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"runtime"
 	"strings"
@@ -16,22 +17,35 @@ import (
 //
 // Do returns fn's result on success. Otherwise:
 //   - an invalid option: an error wrapping ErrInvalidOption; fn is not called;
-//   - ctx already done: ctx.Err(); fn is not called;
+//   - ctx already done: ctx.Err() (an error that also matches
+//     context.Cause(ctx) when the context has a cause of its own); fn is not
+//     called;
+//   - ctx ended while fn ran and fn returned an error, or ctx ended during
+//     a wait: an *Error whose Cause matches both ctx.Err() and
+//     context.Cause(ctx), with the attempts made and the last failure;
 //   - fn returned Permanent(err): err itself;
 //   - an error that WithRetryOn/WithRetryIf do not accept: that error, unchanged;
-//   - attempts exhausted, ctx ended, or the next wait would pass ctx's
-//     deadline: an *Error wrapping the last error (and the context's error).
+//   - attempts exhausted, the next wait would pass ctx's deadline, or fn
+//     asked with RetryAfter for a wait longer than the max delay: an *Error
+//     wrapping the last error (and, at the deadline, DeadlineExceeded).
 //
 // fn receives ctx unchanged. Do sleeps only between attempts and returns as
-// soon as ctx is done.
+// soon as ctx is done. Options carried by ctx (WithRequestOptions) apply
+// on top of opts.
 func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	c := newConfig(opts)
+	if ropts := requestOptions(ctx); ropts != nil {
+		c.applyRequestOptions(ropts)
+	}
 	return doWith(ctx, &c, fn, fn)
 }
 
 // DoErr is Do for functions that return only an error.
 func DoErr(ctx context.Context, fn func(context.Context) error, opts ...Option) error {
 	c := newConfig(opts)
+	if ropts := requestOptions(ctx); ropts != nil {
+		c.applyRequestOptions(ropts)
+	}
 	_, err := doWith(ctx, &c, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
 	}, fn)
@@ -48,6 +62,11 @@ func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(conte
 		c.name = funcName(fn)
 	}
 	return func(ctx context.Context) (T, error) {
+		if ropts := requestOptions(ctx); ropts != nil {
+			rc := c
+			rc.applyRequestOptions(ropts)
+			return doWith(ctx, &rc, fn, fn)
+		}
 		return doWith(ctx, &c, fn, fn)
 	}
 }
@@ -70,8 +89,18 @@ func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, 
 			}
 			return verdict{err: err}
 		},
-		name: func() string { return funcName(named) },
+		name:     func() string { return funcName(named) },
+		describe: describeFuncError[T],
 	})
+}
+
+// describeFuncError adds to the event of fn's failed attempt the wait that
+// fn asked for with RetryAfter, if any.
+func describeFuncError[T any](ev *Event, _ T) {
+	var ra *retryAfterError
+	if errors.As(ev.Err, &ra) {
+		ev.RetryAfter = ra.d
+	}
 }
 
 // funcName returns fn's name as the runtime knows it, without the import
@@ -101,6 +130,9 @@ type verdict struct {
 	stop bool
 	// outcome is how the call ends when stop is set.
 	outcome outcome
+	// byContext means: the attempt failed because the caller's context
+	// ended; the loop stops on it by the context rule.
+	byContext bool
 }
 
 // hooks adapt the loop to what is being retried: a function (Do) or an HTTP
@@ -137,7 +169,7 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 	if err := ctx.Err(); err != nil {
 		c.metrics.request(h.method, outcomeOfContext(err))
 		var zero T
-		return zero, err
+		return zero, contextError(ctx)
 	}
 	if c.budget != nil {
 		c.budget.started(time.Now)
@@ -145,16 +177,25 @@ func run[T any](ctx context.Context, c *config, controller string, h hooks[T]) (
 	v, vd, err := attemptOnce(ctx, c, &h)
 	if !vd.stop {
 		v, vd.outcome, vd.err = retrying(ctx, c, controller, &h, v, err, vd)
+	} else if vd.category.Retryable() {
+		notRetried(ctx, c, controller, &h, 1, v, vd)
 	}
 	// Every call ends with exactly one outcome, counted here.
 	c.metrics.request(h.method, vd.outcome)
 	return v, vd.err
 }
 
-// attemptOnce runs one attempt, judges it and counts it.
+// attemptOnce runs one attempt, judges it and counts it. An error that
+// comes back once the caller's context has ended is the context's doing,
+// whatever its text: the loop stops on it by the context rule.
 func attemptOnce[T any](ctx context.Context, c *config, h *hooks[T]) (T, verdict, error) {
 	v, err := h.attempt(ctx)
-	vd := h.judge(v, err)
+	var vd verdict
+	if err != nil && ctx.Err() != nil {
+		vd = verdict{err: err, category: Canceled, byContext: true}
+	} else {
+		vd = h.judge(v, err)
+	}
 	c.metrics.attempt(h.method, vd.category)
 	return v, vd, err
 }
@@ -164,54 +205,71 @@ func attemptOnce[T any](ctx context.Context, c *config, h *hooks[T]) (T, verdict
 func retrying[T any](ctx context.Context, c *config, controller string, h *hooks[T], v T, err error, vd verdict) (T, outcome, error) {
 	var zero T
 	var prev time.Duration // the last wait, for decorrelated jitter
+	var last verdict       // the last failure that was not the context's doing
 	for n := 1; ; n++ {
 		if n > 1 {
 			// Run the next attempt and judge its result.
 			if v, vd, err = attemptOnce(ctx, c, h); vd.stop {
+				if vd.category.Retryable() {
+					notRetried(ctx, c, controller, h, n, v, vd)
+				}
 				return v, vd.outcome, vd.err
 			}
 		}
-		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err, Category: vd.category, RetryAfter: -1}
+		// An attempt cut short by the context is reported with the failure
+		// before it, which says more than "context canceled".
+		if !vd.byContext || last.err == nil {
+			last = vd
+		}
+		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: last.err, Category: last.category, RetryAfter: -1}
 		if ev.Name == "" {
 			ev.Name = h.name()
 		}
 		if h.describe != nil {
 			h.describe(&ev, v)
 		}
-		fail := &Error{Attempts: n, Err: vd.err, Category: vd.category}
-		// The caller gave up during the attempt: stop without a footprint.
+		fail := &Error{Attempts: n, Err: last.err, Category: last.category}
+		// The caller's context ended: stop without a footprint. At a
+		// deadline the response in hand, if any, is the answer; a cancel
+		// closes it.
 		if cerr := ctx.Err(); cerr != nil {
-			fail.Cause = cerr
-			v, err := giveUp(v, err, h.release, fail)
+			fail.Cause = contextError(ctx)
+			if err == nil && cerr == context.Canceled && h.release != nil {
+				h.release(v)
+				return zero, outcomeCanceled, fail
+			}
+			v, err := giveUp(v, err, fail)
 			return v, outcomeOfContext(cerr), err
 		}
 		// The attempts ran out.
 		if n >= c.maxAttempts {
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
-			v, err := giveUp(v, err, nil, fail)
+			v, err := giveUp(v, err, fail)
 			return v, outcomeExhausted, err
 		}
-		// Compute the wait: the schedule's, or longer if the server asks.
-		// A server that asks for more than the max delay gets its answer
-		// back at once rather than a retry.
+		// Compute the wait: the schedule's, or longer if the server (or fn,
+		// with RetryAfter) asks. One that asks for more than the max delay
+		// gets its answer back at once rather than a retry.
 		wait := c.next(n, prev, c.random())
 		if ev.RetryAfter > c.maxDelay {
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
+			v, err := giveUp(v, err, fail)
 			return v, outcomeRetryAfterTooLong, err
 		}
 		wait = max(wait, ev.RetryAfter)
-		// Give up now if the wait would end past the deadline.
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		// Give up now if the wait would end at or past the deadline: the
+		// next attempt would have no time left.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 			fail.Cause = context.DeadlineExceeded
 			c.footprint(ctx, footprintGiveUp, controller, &ev)
-			v, err := giveUp(v, err, nil, fail)
+			v, err := giveUp(v, err, fail)
 			return v, outcomeDeadline, err
 		}
 		// Spend from the retry budget, if there is one.
 		if c.budget != nil && !c.budget.allowRetry(time.Now()) {
 			fail.Cause = ErrBudgetExhausted
 			c.footprint(ctx, footprintBudget, controller, &ev)
-			v, err := giveUp(v, err, nil, fail)
+			v, err := giveUp(v, err, fail)
 			return v, outcomeBudgetExhausted, err
 		}
 		// Tell the observers, free the failed result, and wait.
@@ -225,24 +283,41 @@ func retrying[T any](ctx context.Context, c *config, controller string, h *hooks
 			h.release(v)
 		}
 		if !sleep(ctx, wait) {
-			fail.Cause = ctx.Err()
-			return zero, outcomeOfContext(fail.Cause), fail
+			fail.Cause = contextError(ctx)
+			return zero, outcomeOfContext(ctx.Err()), fail
 		}
 		c.metrics.slept(wait)
 		prev = wait
 	}
 }
 
-// giveUp returns the final result of a loop that stops on a retryable
-// failure. A result without an error (an HTTP response with a retryable
-// status) is returned as it is, unless release is set, in which case it is
-// released and e returned instead; an error is returned inside e.
-func giveUp[T any](v T, err error, release func(T), e *Error) (T, error) {
-	if err == nil && release == nil {
-		return v, nil
+// notRetried writes the footprint of attempt n, a retryable failure that
+// is not retried because of the request (its method, or a body that cannot
+// be sent again), so that the reason is in the log.
+func notRetried[T any](ctx context.Context, c *config, controller string, h *hooks[T], n int, v T, vd verdict) {
+	ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: vd.err, Category: vd.category, RetryAfter: -1}
+	if ev.Name == "" {
+		ev.Name = h.name()
 	}
-	if release != nil {
-		release(v)
+	if h.describe != nil {
+		h.describe(&ev, v)
+	}
+	if ev.Err == nil && ev.Response != nil {
+		ev.Err = &statusError{ev.Response.Status}
+	}
+	kind := footprintNotIdempotent
+	if vd.outcome == outcomeBodyNotReplayable {
+		kind = footprintNotReplayable
+	}
+	c.footprint(ctx, kind, controller, &ev)
+}
+
+// giveUp returns the final result of a loop that stops on a retryable
+// failure: a result without an error (an HTTP response with a retryable
+// status) as it is, else e, which wraps the error.
+func giveUp[T any](v T, err error, e *Error) (T, error) {
+	if err == nil {
+		return v, nil
 	}
 	var zero T
 	return zero, e

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -35,8 +34,9 @@ import (
 //   - waits max(backoff, Retry-After); a Retry-After longer than the max
 //     delay, or a wait that would end past the request context's deadline,
 //     stops the retries and returns what the last attempt got;
-//   - drains (at most 64 KiB) and closes the body of every response it
-//     retries, and never touches the body of the response it returns;
+//   - drains (at most 64 KiB, for at most 100ms) and closes the body of
+//     every response it retries, and never touches the body of the
+//     response it returns;
 //   - spends each retry from a retry budget (see Budget; each Transport
 //     has its own unless WithBudget says otherwise), and counts attempts,
 //     retries, outcomes and waits in WithMetrics' Metrics, if any.
@@ -48,7 +48,11 @@ import (
 // request body is closed exactly once, on every path.
 //
 // A Transport is safe for concurrent use by many goroutines.
+//
+// The zero Transport is ready to use and behaves as NewTransport(nil) does;
+// its defaults are set on first use.
 type Transport struct {
+	once sync.Once
 	base http.RoundTripper
 	cfg  config
 }
@@ -58,9 +62,10 @@ type Transport struct {
 // timeouts of its own. The options are those of Do (attempts, sleep time,
 // backoff, max delay, jitter, log tries, logger, name, on-retry, budget) and
 // the HTTP ones (WithClassifier, WithRetryNonIdempotent,
-// WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader, WithMetrics).
-// Without WithBudget, the Transport gets a Budget of its own with the
-// default fields.
+// WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader,
+// WithPrepareRetry, WithMetrics). Without WithBudget, the Transport gets a
+// Budget of its own with the default fields. WithRequestOptions adds
+// options for one request.
 //
 // NewTransport panics, with the message Do would return, if an option is
 // invalid: that is a programming error, as with regexp.MustCompile.
@@ -69,16 +74,26 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	if c.err != nil {
 		panic(c.err.Error())
 	}
-	if base == nil {
-		base = cleanhttp.DefaultPooledTransport()
+	t := &Transport{base: base, cfg: c}
+	t.once.Do(t.setDefaults)
+	return t
+}
+
+// setDefaults fills in what NewTransport(nil) would: the base, the budget,
+// and the defaults of a zero config.
+func (t *Transport) setDefaults() {
+	if t.base == nil {
+		t.base = cleanhttp.DefaultPooledTransport()
 	}
-	if !c.budgetSet {
-		c.budget = &Budget{}
+	if t.cfg.maxAttempts == 0 { // a zero Transport
+		t.cfg = defaultConfig()
 	}
-	if c.metricsSrc != nil {
-		c.metrics = c.metricsSrc.forClient(c.name)
+	if !t.cfg.budgetSet {
+		t.cfg.budget = &Budget{}
 	}
-	return &Transport{base: base, cfg: c}
+	if t.cfg.metricsSrc != nil {
+		t.cfg.metrics = t.cfg.metricsSrc.forClient(t.cfg.name)
+	}
 }
 
 // NewClient returns cleanhttp.DefaultPooledClient() with its transport
@@ -102,15 +117,24 @@ func (t *Transport) CloseIdleConnections() {
 // RoundTrip sends req, retrying as described on Transport. It implements
 // http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL == nil {
-		closeBody(req)
-		return nil, fmt.Errorf("retry: request has no URL")
+	t.once.Do(t.setDefaults)
+	c := &t.cfg
+	if opts := requestOptions(req.Context()); opts != nil {
+		rc := t.cfg
+		rc.applyRequestOptions(opts)
+		c = &rc
 	}
-	rt := roundTrip{t: t, req: req}
-	if err := rt.body.prepare(req, t.cfg.http.maxBufferedBody); err != nil {
+	if err := requestError(c, req); err != nil {
+		closeBody(req)
+		c.metrics.request(req.Method, outcomeRequestError)
 		return nil, err
 	}
-	resp, err := run(req.Context(), &t.cfg, "retry.Transport", hooks[*http.Response]{
+	rt := roundTrip{t: t, c: c, req: req}
+	if err := rt.body.prepare(req, c.http.maxBufferedBody); err != nil {
+		c.metrics.request(req.Method, outcomeRequestError)
+		return nil, err
+	}
+	resp, err := run(req.Context(), c, "retry.Transport", hooks[*http.Response]{
 		attempt:  rt.attempt,
 		judge:    rt.judge,
 		release:  drainAndClose,
@@ -122,6 +146,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// requestError reports why req cannot be sent at all, if it cannot.
+func requestError(c *config, req *http.Request) error {
+	switch {
+	case c.err != nil:
+		return c.err
+	case req.URL == nil:
+		return errors.New("retry: request has no URL")
+	}
+	return nil
+}
+
 func closeBody(req *http.Request) {
 	if req.Body != nil {
 		_ = req.Body.Close()
@@ -131,6 +166,7 @@ func closeBody(req *http.Request) {
 // roundTrip is the state of one RoundTrip call.
 type roundTrip struct {
 	t    *Transport
+	c    *config // the Transport's, or a copy with the request's options
 	req  *http.Request
 	body requestBody
 	n    int // attempts made
@@ -139,8 +175,9 @@ type roundTrip struct {
 	// again (or GetBody failed).
 	replayable bool
 	// fatal is an error of this package's own, not the base's: it stops the
-	// loop as it is.
-	fatal error
+	// loop as it is, counted as fatalOutcome.
+	fatal        error
+	fatalOutcome outcome
 }
 
 // attempt sends the next attempt on a copy of the request, or on the
@@ -148,63 +185,72 @@ type roundTrip struct {
 // modify it, so that is the same and saves an allocation).
 func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	rt.n++
-	hc := &rt.t.cfg.http
+	hc := &rt.c.http
+	prepare := hc.prepareRetry != nil && rt.n > 1
 	r := rt.req
-	var cancel context.CancelFunc
-	var timer *time.Timer
-	var timedOut *atomic.Bool
+	var timer *attemptTimer
 	if hc.attemptTimeout > 0 {
-		// Not context.WithTimeout: the deadline must stop applying once the
-		// headers are in, while the caller reads the body.
 		var actx context.Context
-		actx, cancel = context.WithCancel(ctx)
-		timedOut = new(atomic.Bool)
-		timer = time.AfterFunc(hc.attemptTimeout, func() {
-			timedOut.Store(true)
-			cancel()
-		})
+		actx, timer = startAttemptTimer(ctx, hc.attemptTimeout)
 		r = r.WithContext(actx)
-	} else if hc.attemptHeader != "" || rt.body.changes(rt.n) {
+	} else if hc.attemptHeader != "" || prepare || rt.body.changes(rt.n) {
 		r = new(http.Request)
 		*r = *rt.req
 	}
-	if hc.attemptHeader != "" {
+	if hc.attemptHeader != "" || prepare {
+		// The copy's header map (and URL, for WithPrepareRetry) are its
+		// own: the caller's request never changes.
 		r.Header = rt.req.Header.Clone()
 		if r.Header == nil {
 			r.Header = make(http.Header, 1)
 		}
+	}
+	if hc.attemptHeader != "" {
 		r.Header.Set(hc.attemptHeader, strconv.Itoa(rt.n))
 	}
 	replayable, err := rt.body.set(r, rt.n)
 	rt.replayable = replayable
+	if err == nil && prepare {
+		u := *rt.req.URL
+		r.URL = &u
+		if err = hc.prepareRetry(r); err != nil {
+			if r.Body != nil && r.Body != rt.req.Body {
+				_ = r.Body.Close()
+			}
+			err = &Error{Attempts: rt.n - 1, Err: fmt.Errorf("retry: WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal}
+			rt.fatalOutcome = outcomeRequestError
+		}
+	} else if err != nil {
+		rt.fatalOutcome = outcomeBodyNotReplayable
+	}
 	if err != nil {
-		if cancel != nil {
-			timer.Stop()
-			cancel()
+		if timer != nil {
+			timer.stop()
+			timer.cancel()
 		}
 		rt.fatal = err
 		return nil, err
 	}
 
 	resp, err := baseRoundTrip(rt.t.base, r)
-	if cancel == nil {
+	if timer == nil {
 		return resp, err
 	}
-	if !timer.Stop() && timedOut.Load() {
-		// The attempt's time ran out, possibly just after the response
+	if timer.stop() {
+		// The attempt's time ran out, possibly just as the response
 		// arrived; its body could not be read now.
 		if resp != nil {
 			_ = resp.Body.Close()
 		}
-		cancel()
+		timer.cancel()
 		return nil, &attemptTimeoutError{hc.attemptTimeout}
 	}
 	if err != nil {
-		cancel()
+		timer.cancel()
 		return nil, err
 	}
 	// Keep the attempt's context live until the caller closes the body.
-	resp.Body = cancelOnClose(resp.Body, cancel)
+	resp.Body = cancelOnClose(resp.Body, timer.cancel)
 	return resp, nil
 }
 
@@ -228,24 +274,25 @@ func baseRoundTrip(base http.RoundTripper, r *http.Request) (*http.Response, err
 	return resp, err
 }
 
-// judge decides whether attempt rt.n's outcome is retried.
+// judge decides whether attempt rt.n's outcome is retried. Whether the
+// caller gave up is decided by the loop from the context, never from the
+// error: the base's header timeout also matches DeadlineExceeded.
 func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
 	if rt.fatal != nil {
-		return verdict{stop: true, err: err, category: Fatal, outcome: outcomeBodyNotReplayable}
+		return verdict{stop: true, err: rt.fatal, category: Fatal, outcome: rt.fatalOutcome}
 	}
-	// Whether the caller gave up is decided from its context, never from
-	// the error: the base's header timeout also matches DeadlineExceeded.
-	if cerr := rt.req.Context().Err(); cerr != nil {
-		return verdict{stop: true, err: err, category: Canceled, outcome: outcomeOfContext(cerr)}
-	}
-	cat := rt.t.cfg.http.classify(resp, err)
+	cat := rt.c.http.classify(resp, err)
 	switch {
-	case cat == Success:
+	case cat == Success && err == nil:
 		return verdict{stop: true, category: cat}
-	case !cat.Retryable() || !rt.mayRetry(cat, resp):
+	case !cat.Retryable():
+		// Also an error that a classifier calls Success: an error is never
+		// turned into a nil response with a nil error.
 		return verdict{stop: true, err: err, category: cat, outcome: outcomeNotRetryable}
+	case !rt.mayRetry(cat, resp):
+		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotIdempotent), category: cat, outcome: outcomeNotRetryable}
 	case !rt.replayable:
-		return verdict{stop: true, err: err, category: cat, outcome: outcomeBodyNotReplayable}
+		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotReplayable), category: cat, outcome: outcomeBodyNotReplayable}
 	}
 	if resp != nil {
 		err = &statusError{resp.Status}
@@ -253,9 +300,19 @@ func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
 	return verdict{err: err, category: cat}
 }
 
+// notRetried returns the error of a retryable failure that is not retried
+// for reason: err inside an *Error that names the reason, or nil for a
+// response, which is returned as it is.
+func (rt *roundTrip) notRetried(err error, cat Category, reason error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Attempts: rt.n, Err: err, Category: cat, Cause: reason}
+}
+
 // mayRetry applies the idempotency rule.
 func (rt *roundTrip) mayRetry(cat Category, resp *http.Response) bool {
-	if rt.t.cfg.http.retryNonIdempotent || isIdempotent(rt.req) {
+	if rt.c.http.retryNonIdempotent || isIdempotent(rt.req) {
 		return true
 	}
 	// The server provably did not process the request.
@@ -293,57 +350,8 @@ func (rt *roundTrip) describe(ev *Event, resp *http.Response) {
 	}
 }
 
-// drainAndClose reads at most 64 KiB of a response that is being retried,
-// so that its connection can be reused, and closes it.
-func drainAndClose(resp *http.Response) {
-	if resp == nil {
-		return
-	}
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	_ = resp.Body.Close()
-}
-
 // statusError describes a response with a retryable status, for events and
 // for the *Error of a loop that stopped on one.
 type statusError struct{ status string }
 
 func (e *statusError) Error() string { return "retry: server answered " + e.status }
-
-// attemptTimeoutError is the error of an attempt that ran out of its
-// WithAttemptTimeout. It is a net.Error timeout and matches
-// context.DeadlineExceeded, but not context.Canceled.
-type attemptTimeoutError struct{ d time.Duration }
-
-func (e *attemptTimeoutError) Error() string {
-	return "retry: attempt timed out after " + e.d.String()
-}
-func (e *attemptTimeoutError) Timeout() bool        { return true }
-func (e *attemptTimeoutError) Temporary() bool      { return true }
-func (e *attemptTimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
-
-// cancelOnClose wraps a response body so that closing it releases the
-// attempt's context. A body that can also be written to (a 101 Switching
-// Protocols response) stays writable.
-func cancelOnClose(body io.ReadCloser, cancel context.CancelFunc) io.ReadCloser {
-	if w, ok := body.(io.Writer); ok {
-		return &cancelRWBody{cancelBody{body, cancel}, w}
-	}
-	return &cancelBody{body, cancel}
-}
-
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
-}
-
-// cancelRWBody is a cancelBody that keeps the body's Write.
-type cancelRWBody struct {
-	cancelBody
-	io.Writer
-}

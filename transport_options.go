@@ -1,6 +1,9 @@
 package retry
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // DefaultMaxBufferedBody is the largest request body, in bytes, that a
 // Transport buffers in memory to replay on a retry when the request has no
@@ -14,6 +17,7 @@ type httpConfig struct {
 	maxBufferedBody    int64
 	attemptTimeout     time.Duration
 	attemptHeader      string
+	prepareRetry       func(*http.Request) error
 }
 
 type (
@@ -22,6 +26,7 @@ type (
 	maxBufferedBodyOption    int64
 	attemptTimeoutOption     time.Duration
 	attemptHeaderOption      string
+	prepareRetryOption       func(*http.Request) error
 )
 
 func (classifierOption) isOption()         {}
@@ -29,6 +34,7 @@ func (retryNonIdempotentOption) isOption() {}
 func (maxBufferedBodyOption) isOption()    {}
 func (attemptTimeoutOption) isOption()     {}
 func (attemptHeaderOption) isOption()      {}
+func (prepareRetryOption) isOption()       {}
 
 // WithClassifier sets how a Transport sorts each attempt's outcome into a
 // Category. The default is Classify; a custom classifier can call it for
@@ -61,6 +67,20 @@ func WithAttemptTimeout(d time.Duration) Option { return attemptTimeoutOption(d)
 // to the 1-based attempt number ("1", "2", ...), on the attempt's copy of
 // the request. The default, "", sets no header. Do ignores it.
 func WithAttemptHeader(name string) Option { return attemptHeaderOption(name) }
+
+// WithPrepareRetry makes a Transport call prepare on each retry's request
+// (attempt 2 and later) just before it is sent, to re-sign it or to
+// refresh a short-lived credential: AWS SigV4 and HMAC signatures carry a
+// timestamp, OAuth tokens expire. prepare may change the request's headers
+// and URL in place: they are the retry's own copies, so the caller's
+// request never changes. It may call GetBody to hash the body; it must not
+// read or replace Body. It is never called for the first attempt, and
+// never sees the caller's own request. An error it returns stops the
+// retries: RoundTrip returns it inside an *Error. prepare must not be nil;
+// the default is none. Do ignores it.
+func WithPrepareRetry(prepare func(*http.Request) error) Option {
+	return prepareRetryOption(prepare)
+}
 
 // validHeaderName reports whether s is an RFC 9110 token.
 func validHeaderName(s string) bool {
