@@ -25,6 +25,11 @@ type Event struct {
 	// Category is the attempt's classification (Unknown for Do).
 	Category Category
 
+	// RetryAfter is the wait the server asked for in a Retry-After header
+	// (a Transport), or fn with RetryAfter (Do); -1 when none was asked
+	// for.
+	RetryAfter time.Duration
+
 	// The fields below are set by a Transport only.
 
 	// Method is the request's method.
@@ -34,7 +39,4 @@ type Event struct {
 	// Response is the attempt's response, if it got one: read its status
 	// and headers only. The body belongs to the Transport.
 	Response *http.Response
-	// RetryAfter is the wait the server asked for in a Retry-After header,
-	// or -1 when it asked for none.
-	RetryAfter time.Duration
 }

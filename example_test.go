@@ -173,3 +173,96 @@ func ExampleWithBudget() {
 	fmt.Println("3 requests, server hits:", hits.Load(), "(9 without a budget)")
 	// Output: 3 requests, server hits: 4 (9 without a budget)
 }
+
+func ExampleWithRequestOptions() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable) // down
+	}))
+	defer srv.Close()
+	client := retry.NewClient(retry.WithSleepTime(time.Millisecond), quiet) // 3 attempts
+
+	// This one request may be tried only once; the client's other
+	// requests keep their 3 attempts.
+	ctx := retry.WithRequestOptions(context.Background(), retry.WithMaxAttempts(1))
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, "after", hits.Load(), "hit")
+	// Output: 503 after 1 hit
+}
+
+func ExampleWithPrepareRetry() {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		fmt.Println("attempt", hits, "signed", r.Header.Get("X-Signature"))
+		if hits == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+
+	// sign stands for a request signer with a timestamp (AWS SigV4, HMAC):
+	// each retry is signed anew on its own copy of the request.
+	signed := 0
+	sign := func(r *http.Request) error {
+		signed++
+		r.Header.Set("X-Signature", fmt.Sprintf("v%d", signed))
+		return nil
+	}
+	client := retry.NewClient(retry.WithSleepTime(time.Millisecond), retry.WithPrepareRetry(sign))
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("X-Signature", "v0") // the caller signs the first attempt
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, "caller's request still", req.Header.Get("X-Signature"))
+	// Output:
+	// attempt 1 signed v0
+	// attempt 2 signed v1
+	// 200 caller's request still v0
+}
+
+func ExampleRetryAfter() {
+	start := time.Now()
+	calls := 0
+	v, err := retry.Do(context.Background(), func(ctx context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			// The service said when to come back: wait at least 50ms,
+			// though the schedule would wait only 1ms.
+			return "", retry.RetryAfter(50*time.Millisecond, errors.New("rate limited"))
+		}
+		return "done", nil
+	}, retry.WithSleepTime(time.Millisecond))
+	fmt.Println(v, err, time.Since(start) >= 50*time.Millisecond)
+	// Output: done <nil> true
+}
+
+func ExampleTransport_zero() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	defer srv.Close()
+
+	// The zero Transport is NewTransport(nil): the default policy.
+	client := &http.Client{Transport: &retry.Transport{}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body))
+	// Output: 200 ok
+}

@@ -25,7 +25,9 @@ import (
 // (GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE), else
 // "other"; category is Category.String(); outcome is one of ok,
 // not_retryable, exhausted, canceled, deadline, retry_after_too_long,
-// budget_exhausted, body_not_replayable.
+// budget_exhausted, body_not_replayable, request_error (an invalid
+// per-request option or an unreadable body, so nothing was sent; or
+// WithPrepareRetry failed on a retry).
 type Metrics struct {
 	attempts *prometheus.CounterVec
 	retries  *prometheus.CounterVec
