@@ -20,6 +20,17 @@ import (
 //     buffer and every attempt reads its own reader over that buffer.
 //   - it does not fit: it is sent once, whole (the bytes read so far, then
 //     the rest), and that attempt is not retried.
+//
+// The GetBody of a buffered attempt's request (which net/http calls inside
+// its RoundTrip to rewind a body on a dead reused connection) opens the
+// buffer only while the RoundTrip that filled it holds it. Called later,
+// on resp.Request or on a copy of the request made by the base, it returns
+// the same bytes if the buffer is still held, else an error: it never sees
+// a buffer that went back to the pool. That costs one allocation per
+// buffered RoundTrip (a func value bound to the buffer's generation);
+// clearing GetBody once the base has returned would cost none, but cannot
+// reach the copies a base may hand on (instrumenting wrappers clone the
+// request, and resp.Request is then the clone).
 
 // bodyMode says how a request's body is sent.
 type bodyMode int
@@ -37,20 +48,17 @@ const (
 // no attempt still being written by net/http can see it reused.
 type bodyBuffer struct {
 	data []byte
-	refs atomic.Int32
-	// getBody is b.newBody, bound once when the buffer is made, so that
-	// setting it as a request's GetBody allocates nothing.
-	getBody func() (io.ReadCloser, error)
+	refs atomic.Int32 // 0 while in the pool
+	// gen counts the times the buffer left the pool: a GetBody made for one
+	// filling tells it from the next.
+	gen atomic.Uint64
 }
 
-var bodyPool = sync.Pool{New: func() any {
-	b := &bodyBuffer{}
-	b.getBody = b.newBody
-	return b
-}}
+var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
 
 func getBodyBuffer() *bodyBuffer {
 	b := bodyPool.Get().(*bodyBuffer)
+	b.gen.Add(1) // before refs: a reopen that sees refs 1 sees the new gen
 	b.refs.Store(1)
 	return b
 }
@@ -62,10 +70,33 @@ func (b *bodyBuffer) unref() {
 	}
 }
 
-// newBody returns a reader over the buffered bytes; it holds a reference
-// to the buffer until it is closed.
-func (b *bodyBuffer) newBody() (io.ReadCloser, error) {
+// newBody returns a reader over the buffered bytes for a holder of a
+// reference; the reader holds one of its own until it is closed.
+func (b *bodyBuffer) newBody() io.ReadCloser {
 	b.refs.Add(1)
+	return &bufferBody{buf: b}
+}
+
+var errBodyReleased = errors.New("retry: GetBody after the Transport's RoundTrip returned: the buffered request body is gone")
+
+// reopen is GetBody for filling gen of b: a reader over the same bytes if
+// that filling is still held, else an error. It never takes a reference
+// to a buffer in the pool, nor keeps one to a later filling.
+func (b *bodyBuffer) reopen(gen uint64) (io.ReadCloser, error) {
+	for {
+		n := b.refs.Load()
+		if n <= 0 {
+			return nil, errBodyReleased
+		}
+		if b.refs.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	// Held now, b cannot go back to the pool, so gen cannot change.
+	if b.gen.Load() != gen {
+		b.unref()
+		return nil, errBodyReleased
+	}
 	return &bufferBody{buf: b}, nil
 }
 
@@ -154,6 +185,9 @@ func (r *onceBody) Close() error {
 type requestBody struct {
 	mode bodyMode
 	buf  *bodyBuffer
+	// getBody is the GetBody of bodyBuffered attempts: buf.reopen for this
+	// filling of buf.
+	getBody func() (io.ReadCloser, error)
 	// owned is the caller's body while this package is still responsible
 	// for closing it: until it is handed to the base RoundTripper (which
 	// closes it) or closed after buffering.
@@ -196,6 +230,10 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 		b.finish()
 		return fmt.Errorf("retry: the request body has %d bytes but ContentLength is %d", n, req.ContentLength)
 	}
+	if len(b.buf.data) > 0 {
+		buf, gen := b.buf, b.buf.gen.Load()
+		b.getBody = func() (io.ReadCloser, error) { return buf.reopen(gen) }
+	}
 	return nil
 }
 
@@ -232,13 +270,13 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 		r.Body = body
 		return true, nil
 	case bodyBuffered:
-		r.Body, _ = b.buf.newBody()
-		r.ContentLength = int64(len(b.buf.data))
-		r.GetBody = b.buf.getBody
-		if r.ContentLength == 0 {
-			r.Body.Close()
-			r.Body, r.GetBody = http.NoBody, nil
+		if b.getBody == nil { // empty
+			r.Body, r.GetBody, r.ContentLength = http.NoBody, nil, 0
+			return true, nil
 		}
+		r.Body = b.buf.newBody()
+		r.GetBody = b.getBody
+		r.ContentLength = int64(len(b.buf.data))
 		return true, nil
 	}
 	// bodyOnce. Without a buffered prefix r may be the caller's own request
