@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,10 @@ const (
 	bodyBuffered                 // replayed from a pooled buffer
 	bodyOnce                     // too large to buffer: one attempt only
 )
+
+// maxPrealloc is the most a declared ContentLength reserves up front: a
+// length the body does not have must not cost more memory than that.
+const maxPrealloc = 8 << 20
 
 // bodyBuffer holds a request body's bytes for replay. It is shared by the
 // RoundTrip that filled it and by every reader handed to the base
@@ -100,29 +105,48 @@ func (b *bodyBuffer) reopen(gen uint64) (io.ReadCloser, error) {
 	return &bufferBody{buf: b}, nil
 }
 
-// fill reads r into b until EOF or until more than limit bytes are read.
-// It reports whether all of r fitted.
-func (b *bodyBuffer) fill(r io.Reader, limit int64) (complete bool, err error) {
-	for {
-		if int64(len(b.data)) > limit {
-			return false, nil
+var errBadRead = errors.New("retry: the request body's Read returned an invalid count")
+
+// fill reads r into b until EOF, until more than limit bytes are in b (at
+// most limit+1 are), or until ctx is done. It reports whether it read all
+// of r; b may then still hold more than limit bytes.
+func (b *bodyBuffer) fill(ctx context.Context, r io.Reader, limit int64) (eof bool, err error) {
+	for int64(len(b.data)) <= limit {
+		if ctx.Err() != nil {
+			return false, contextError(ctx)
 		}
 		if len(b.data) == cap(b.data) {
 			b.data = append(b.data, 0)[:len(b.data)]
 		}
 		space := b.data[len(b.data):cap(b.data)]
-		if room := limit + 1 - int64(len(b.data)); int64(len(space)) > room {
-			space = space[:room]
+		// room >= 0, so room+1 cannot overflow even for limit MaxInt64.
+		if room := limit - int64(len(b.data)); int64(len(space)) > room {
+			space = space[:room+1]
 		}
 		n, err := r.Read(space)
+		if n < 0 || n > len(space) {
+			return false, errBadRead
+		}
 		b.data = b.data[:len(b.data)+n]
 		if err == io.EOF {
 			return true, nil
 		}
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("retry: reading the request body: %w", err)
 		}
 	}
+	return false, nil
+}
+
+// contextError is the error of a request whose context ended while its
+// body was being buffered. It wraps ctx.Err() and, when it differs,
+// context.Cause(ctx).
+func contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("retry: reading the request body: %w (%w)", err, cause)
+	}
+	return fmt.Errorf("retry: reading the request body: %w", err)
 }
 
 var errBodyClosed = errors.New("retry: read of a closed request body")
@@ -161,16 +185,21 @@ func (r *bufferBody) Close() error {
 }
 
 // onceBody sends a body that was too large to buffer: the bytes already
-// read, then the rest of the caller's body. Closing it closes the caller's
-// body and lets go of the buffer.
+// read, then the rest of the caller's body, unless that was already read
+// to its end. Closing it closes the caller's body and lets go of the
+// buffer.
 type onceBody struct {
 	bufferBody
-	rest io.ReadCloser
+	rest     io.ReadCloser
+	restDone bool // rest has given io.EOF: do not read it again
 }
 
 func (r *onceBody) Read(p []byte) (int, error) {
 	n, err := r.bufferBody.Read(p)
 	if err == io.EOF {
+		if r.restDone {
+			return 0, io.EOF
+		}
 		return r.rest.Read(p)
 	}
 	return n, err
@@ -188,14 +217,17 @@ type requestBody struct {
 	// getBody is the GetBody of bodyBuffered attempts: buf.reopen for this
 	// filling of buf.
 	getBody func() (io.ReadCloser, error)
+	// eof says the caller's body was read to its end into buf (bodyOnce).
+	eof bool
 	// owned is the caller's body while this package is still responsible
 	// for closing it: until it is handed to the base RoundTripper (which
 	// closes it) or closed after buffering.
 	owned io.ReadCloser
 }
 
-// prepare decides how req's body is sent, buffering it when it must. On
-// error the caller's body has been closed.
+// prepare decides how req's body is sent, buffering it when it must, for
+// no longer than req's context lasts. On error the caller's body has been
+// closed.
 func (b *requestBody) prepare(req *http.Request, limit int64) error {
 	if req.Body == nil || req.Body == http.NoBody {
 		b.mode = bodyNone
@@ -212,25 +244,28 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 	}
 	b.buf = getBodyBuffer()
 	if req.ContentLength > 0 {
-		b.buf.data = slices.Grow(b.buf.data, int(req.ContentLength)+1)
+		// +1: room for the Read that finds the end.
+		b.buf.data = slices.Grow(b.buf.data, int(min(req.ContentLength, maxPrealloc))+1)
 	}
-	complete, err := b.buf.fill(req.Body, limit)
+	eof, err := b.buf.fill(req.Context(), req.Body, limit)
 	if err != nil {
 		b.finish()
-		return fmt.Errorf("retry: reading the request body: %w", err)
+		return err
 	}
-	if !complete {
+	n := int64(len(b.buf.data))
+	if !eof || n > limit {
 		b.mode = bodyOnce
+		b.eof = eof
 		return nil
 	}
 	b.mode = bodyBuffered
 	_ = req.Body.Close() // all of it is in the buffer
 	b.owned = nil
-	if n := int64(len(b.buf.data)); req.ContentLength > 0 && n != req.ContentLength {
+	if req.ContentLength > 0 && n != req.ContentLength {
 		b.finish()
 		return fmt.Errorf("retry: the request body has %d bytes but ContentLength is %d", n, req.ContentLength)
 	}
-	if len(b.buf.data) > 0 {
+	if n > 0 {
 		buf, gen := b.buf, b.buf.gen.Load()
 		b.getBody = func() (io.ReadCloser, error) { return buf.reopen(gen) }
 	}
@@ -283,7 +318,7 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 	// (see changes), whose Body is already the right one: leave it alone.
 	if b.buf != nil {
 		b.buf.refs.Add(1)
-		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned}
+		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned, restDone: b.eof}
 	}
 	b.owned = nil // the base closes it
 	return false, nil

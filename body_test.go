@@ -1,12 +1,17 @@
 package retry
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
+	stdiotest "testing/iotest"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -113,5 +118,152 @@ func TestLoopbackGetBodyAfterRoundTrip(t *testing.T) {
 				checkGetBody(t, resp.Request, payload)
 			}
 		})
+	}
+}
+
+// trickle is a body that gives 1 KiB every 20 ms.
+type trickle struct{ left int }
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(20 * time.Millisecond)
+	n := min(len(p), 1024, r.left)
+	r.left -= n
+	return n, nil
+}
+
+func TestBodyBufferingStopsWhenContextEnds(t *testing.T) {
+	cause := errors.New("the caller's deadline")
+	t.Run("context", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			base := &fakeBase{script: []reply{respond(200)}}
+			body := &opaqueBody{Reader: &trickle{left: 1 << 20}}
+			ctx, cancel := context.WithTimeoutCause(t.Context(), 200*time.Millisecond, cause)
+			defer cancel()
+			req := newReq(t, "PUT", "http://svc/x", body).WithContext(ctx)
+			start := time.Now()
+			resp, err := NewTransport(base, fast...).RoundTrip(req)
+			assert.Nil(t, resp)
+			assert.LessOrEqual(t, time.Since(start), 220*time.Millisecond, "buffering stops at the deadline")
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.ErrorIs(t, err, cause)
+			assert.Zero(t, base.Calls(), "nothing is sent")
+			assert.Equal(t, int32(1), body.closes.Load())
+		})
+	})
+	t.Run("Client.Timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			base := &fakeBase{script: []reply{respond(200)}}
+			client := &http.Client{Transport: NewTransport(base, fast...), Timeout: 200 * time.Millisecond}
+			req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: &trickle{left: 1 << 20}})
+			start := time.Now()
+			_, err := client.Do(req)
+			assert.LessOrEqual(t, time.Since(start), 220*time.Millisecond)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Zero(t, base.Calls())
+		})
+	})
+	t.Run("already done", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			body := &trackedBody{r: strings.NewReader("abc")}
+			ctx, cancel := context.WithCancelCause(t.Context())
+			cancel(cause)
+			req := newReq(t, "PUT", "http://svc/x", nil).WithContext(ctx)
+			req.Body = body
+			_, err := NewTransport(&fakeBase{script: []reply{respond(200)}}, fast...).RoundTrip(req)
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.ErrorIs(t, err, cause)
+			assert.Zero(t, body.read.Load(), "a done context reads nothing")
+			assert.Equal(t, int32(1), body.closes.Load())
+		})
+	})
+}
+
+// replayCase runs one opaque PUT of payload against 503-then-200 and
+// checks that it was buffered and replayed (want 2 attempts) or sent once,
+// whole (want 1).
+func replayCase(t *testing.T, limit int64, body io.Reader, contentLength int64, payload string, attempts int) {
+	t.Helper()
+	base := &fakeBase{script: []reply{respond(503), respond(200)}}
+	req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: body})
+	req.ContentLength = contentLength
+	var resp *http.Response
+	var err error
+	require.NotPanics(t, func() {
+		resp, err = NewTransport(base, append(fast, WithMaxBufferedBody(limit))...).RoundTrip(req)
+	})
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, attempts, base.Calls(), "limit %d, %d bytes", limit, len(payload))
+	for i, b := range base.bodies {
+		assert.Equal(t, payload, string(b), "attempt %d sends the whole body", i+1)
+	}
+}
+
+func TestBodyLimitBoundaries(t *testing.T) {
+	for _, limit := range []int64{0, 1, math.MaxInt64 - 1, math.MaxInt64} {
+		for _, size := range []int{0, 1, 2, 100} {
+			t.Run(fmt.Sprintf("limit=%d/size=%d", limit, size), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					payload := strings.Repeat("z", size)
+					attempts := 2
+					if int64(size) > limit {
+						attempts = 1
+					}
+					replayCase(t, limit, strings.NewReader(payload), 0, payload, attempts)
+					replayCase(t, limit, strings.NewReader(payload), int64(size), payload, attempts)
+				})
+			})
+		}
+	}
+	t.Run("ContentLength near the limit", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			for _, tc := range []struct{ limit, cl int64 }{
+				{math.MaxInt64, math.MaxInt64},
+				{math.MaxInt64, math.MaxInt64 - 1},
+				{math.MaxInt64 - 1, math.MaxInt64 - 1},
+				{1 << 40, 1 << 40},
+			} {
+				base := &fakeBase{script: []reply{respond(200)}}
+				req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader("abc")})
+				req.ContentLength = tc.cl
+				var err error
+				require.NotPanics(t, func() {
+					_, err = NewTransport(base, append(fast, WithMaxBufferedBody(tc.limit))...).RoundTrip(req)
+				}, "limit %d, ContentLength %d", tc.limit, tc.cl)
+				require.Error(t, err, "a body shorter than its ContentLength is never sent")
+				assert.Contains(t, err.Error(), "has 3 bytes but ContentLength is")
+				assert.Zero(t, base.Calls())
+			}
+			// Declared one over the limit: streamed, unread, once.
+			replayCase(t, 1<<40, strings.NewReader("abc"), 1<<40+1, "abc", 1)
+		})
+	})
+}
+
+func TestBodyLimitIsExactOnEveryReader(t *testing.T) {
+	const limit = 16
+	shapes := map[string]func(io.Reader) io.Reader{
+		"plain":         func(r io.Reader) io.Reader { return r },
+		"DataErrReader": stdiotest.DataErrReader,
+		"OneByteReader": stdiotest.OneByteReader,
+		"HalfReader":    stdiotest.HalfReader,
+	}
+	for name, shape := range shapes {
+		for _, size := range []int{limit - 1, limit, limit + 1} {
+			t.Run(fmt.Sprintf("%s/%d", name, size), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					payload := strings.Repeat("q", size)
+					attempts := 2
+					if size > limit {
+						attempts = 1
+					}
+					replayCase(t, limit, shape(strings.NewReader(payload)), 0, payload, attempts)
+					replayCase(t, limit, shape(strings.NewReader(payload)), int64(size), payload, attempts)
+				})
+			})
+		}
 	}
 }
