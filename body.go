@@ -217,6 +217,9 @@ type requestBody struct {
 	// getBody is the GetBody of bodyBuffered attempts: buf.reopen for this
 	// filling of buf.
 	getBody func() (io.ReadCloser, error)
+	// chunked keeps a bodyBuffered request's length unknown (-1), so that
+	// net/http sends it chunked, with its trailers.
+	chunked bool
 	// eof says the caller's body was read to its end into buf (bodyOnce).
 	eof bool
 	// owned is the caller's body while this package is still responsible
@@ -265,7 +268,8 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 		b.finish()
 		return fmt.Errorf("retry: the request body has %d bytes but ContentLength is %d", n, req.ContentLength)
 	}
-	if n > 0 {
+	b.chunked = len(req.Trailer) > 0 && req.ContentLength <= 0
+	if n > 0 || b.chunked {
 		buf, gen := b.buf, b.buf.gen.Load()
 		b.getBody = func() (io.ReadCloser, error) { return buf.reopen(gen) }
 	}
@@ -305,13 +309,16 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 		r.Body = body
 		return true, nil
 	case bodyBuffered:
-		if b.getBody == nil { // empty
+		if b.getBody == nil { // empty, without trailers
 			r.Body, r.GetBody, r.ContentLength = http.NoBody, nil, 0
 			return true, nil
 		}
 		r.Body = b.buf.newBody()
 		r.GetBody = b.getBody
 		r.ContentLength = int64(len(b.buf.data))
+		if b.chunked {
+			r.ContentLength = -1
+		}
 		return true, nil
 	}
 	// bodyOnce. Without a buffered prefix r may be the caller's own request

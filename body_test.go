@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	stdiotest "testing/iotest"
 	"testing/synctest"
@@ -263,6 +264,55 @@ func TestBodyLimitIsExactOnEveryReader(t *testing.T) {
 					replayCase(t, limit, shape(strings.NewReader(payload)), 0, payload, attempts)
 					replayCase(t, limit, shape(strings.NewReader(payload)), int64(size), payload, attempts)
 				})
+			})
+		}
+	}
+}
+
+func TestLoopbackTrailersOnEveryAttempt(t *testing.T) {
+	var mu sync.Mutex
+	var got []http.Header
+	var bodies []string
+	record := func(code int) h.Step {
+		return h.Func(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got = append(got, r.Trailer.Clone())
+			mu.Unlock()
+			w.WriteHeader(code)
+		})
+	}
+	bodyKinds := map[string]func(string) io.Reader{
+		"opaque":  func(s string) io.Reader { return &opaqueBody{Reader: strings.NewReader(s)} },
+		"GetBody": func(s string) io.Reader { return strings.NewReader(s) },
+	}
+	for name, mk := range bodyKinds {
+		for _, size := range []int{0, 5} {
+			if name == "GetBody" && size == 0 {
+				continue // NewRequest makes that http.NoBody: nothing, not even trailers, is sent
+			}
+			t.Run(fmt.Sprintf("%s/%d", name, size), func(t *testing.T) {
+				mu.Lock()
+				got, bodies = nil, nil
+				mu.Unlock()
+				srv := h.NewServer(t, record(503), record(200))
+				payload := strings.Repeat("t", size)
+				req := newReq(t, "PUT", srv.URL, mk(payload))
+				req.ContentLength = -1 // as net/http requires to send trailers
+				req.Trailer = http.Header{"X-Checksum": {"abc123"}}
+				resp, err := (&http.Client{Transport: NewTransport(srv.Transport(), quick...)}).Do(req)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				assert.Equal(t, 200, resp.StatusCode)
+				for _, r := range srv.Requests() {
+					bodies = append(bodies, string(r.Body))
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				require.Len(t, got, 2)
+				for i, tr := range got {
+					assert.Equal(t, "abc123", tr.Get("X-Checksum"), "attempt %d carries the trailer", i+1)
+					assert.Equal(t, payload, bodies[i])
+				}
 			})
 		}
 	}
