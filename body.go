@@ -22,16 +22,55 @@ import (
 //   - it does not fit: it is sent once, whole (the bytes read so far, then
 //     the rest), and that attempt is not retried.
 //
-// The GetBody of a buffered attempt's request (which net/http calls inside
-// its RoundTrip to rewind a body on a dead reused connection) opens the
-// buffer only while the RoundTrip that filled it holds it. Called later,
-// on resp.Request or on a copy of the request made by the base, it returns
-// the same bytes if the buffer is still held, else an error: it never sees
-// a buffer that went back to the pool. That costs one allocation per
-// buffered RoundTrip (a func value bound to the buffer's generation);
-// clearing GetBody once the base has returned would cost none, but cannot
-// reach the copies a base may hand on (instrumenting wrappers clone the
-// request, and resp.Request is then the clone).
+// The rules of buffering:
+//   - The limit is exact: a body of at most maxBufferedBody bytes is
+//     buffered and replayed, one of maxBufferedBody+1 bytes or more is sent
+//     once, whatever the shape of the reader's Reads (short reads, the last
+//     bytes returned together with io.EOF). To tell the two apart, at most
+//     maxBufferedBody+1 bytes are read ahead. A ContentLength above the limit
+//     sends the body once without reading any of it ahead. Every limit from
+//     0 to math.MaxInt64 works; a declared ContentLength reserves at most
+//     maxPrealloc bytes up front, the rest grows as the bytes arrive.
+//   - The request's context bounds the buffering: it is checked before each
+//     Read, and once it is done RoundTrip closes the body and returns an
+//     error wrapping both ctx.Err() and context.Cause(ctx), sending nothing.
+//     A single Read that never returns is not interrupted: doing that means
+//     closing the body from a context.AfterFunc, which costs 3 allocations
+//     on every buffered request whose context can end (most of them, since
+//     http.Client.Timeout gives every request a deadline). A caller whose
+//     body can block forever should close it when its context ends, or give
+//     the request a GetBody.
+//   - Trailers: a request with Trailer keys and no declared length
+//     (ContentLength 0 or -1, as net/http requires for trailers) is still
+//     buffered, and every attempt goes out chunked (ContentLength -1), so
+//     every attempt carries the trailers. The trailer values are those in
+//     req.Trailer once the body has been read to its end, before attempt 1.
+//     Other buffered bodies go out with their Content-Length.
+//   - The GetBody of an attempt's request (which net/http calls inside its
+//     RoundTrip to rewind a body on a dead reused connection) opens the
+//     buffer only while the RoundTrip that filled it holds it. Called later,
+//     say on resp.Request, or on a copy of the request made by the base, it
+//     returns the same bytes if the buffer is still held, else an error: it
+//     never sees a buffer that went back to the pool. That costs one
+//     allocation per buffered RoundTrip (a func value bound to the buffer's
+//     generation); clearing GetBody once the base has returned would cost
+//     none, but cannot reach the copies a base may hand on (instrumenting
+//     wrappers clone the request, and resp.Request is then the clone).
+//   - Expect: 100-continue gets no special treatment: a body without GetBody
+//     is read (up to the limit, plus one byte) before attempt 1, so before
+//     the server has answered 100 Continue. An http.Transport with an
+//     ExpectContinueTimeout (cleanhttp's has 1s) still puts none of it on
+//     the wire before the 100 Continue, but reading it has effects upstream: behind a Go reverse proxy, the
+//     proxy's server answers its own client 100 Continue on the first Read,
+//     so that client sends its whole body even if the server behind then
+//     rejects the request. Sending attempt 1 straight from the caller's body
+//     while copying it into the buffer would avoid that, but net/http may
+//     still be reading that body when RoundTrip has the response, so whether
+//     the request is replayable, and the rest of the bytes for a retry,
+//     would have to wait for net/http to let go of it: not done. A caller
+//     who needs the body unread until the server agrees gives the request a
+//     GetBody (attempt 1 then streams req.Body) or a ContentLength above the
+//     limit (sent once, unread).
 
 // bodyMode says how a request's body is sent.
 type bodyMode int
