@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,56 @@ import (
 //     buffer and every attempt reads its own reader over that buffer.
 //   - it does not fit: it is sent once, whole (the bytes read so far, then
 //     the rest), and that attempt is not retried.
+//
+// The rules of buffering:
+//   - The limit is exact: a body of at most maxBufferedBody bytes is
+//     buffered and replayed, one of maxBufferedBody+1 bytes or more is sent
+//     once, whatever the shape of the reader's Reads (short reads, the last
+//     bytes returned together with io.EOF). To tell the two apart, at most
+//     maxBufferedBody+1 bytes are read ahead. A ContentLength above the limit
+//     sends the body once without reading any of it ahead. Every limit from
+//     0 to math.MaxInt64 works; a declared ContentLength reserves at most
+//     maxPrealloc bytes up front, the rest grows as the bytes arrive.
+//   - The request's context bounds the buffering: it is checked before each
+//     Read, and once it is done RoundTrip closes the body and returns an
+//     error wrapping both ctx.Err() and context.Cause(ctx), sending nothing.
+//     A single Read that never returns is not interrupted: doing that means
+//     closing the body from a context.AfterFunc, which costs 3 allocations
+//     on every buffered request whose context can end (most of them, since
+//     http.Client.Timeout gives every request a deadline). A caller whose
+//     body can block forever should close it when its context ends, or give
+//     the request a GetBody.
+//   - Trailers: a request with Trailer keys and no declared length
+//     (ContentLength 0 or -1, as net/http requires for trailers) is still
+//     buffered, and every attempt goes out chunked (ContentLength -1), so
+//     every attempt carries the trailers. The trailer values are those in
+//     req.Trailer once the body has been read to its end, before attempt 1.
+//     Other buffered bodies go out with their Content-Length.
+//   - The GetBody of an attempt's request (which net/http calls inside its
+//     RoundTrip to rewind a body on a dead reused connection) opens the
+//     buffer only while the RoundTrip that filled it holds it. Called later,
+//     say on resp.Request, or on a copy of the request made by the base, it
+//     returns the same bytes if the buffer is still held, else an error: it
+//     never sees a buffer that went back to the pool. That costs one
+//     allocation per buffered RoundTrip (a func value bound to the buffer's
+//     generation); clearing GetBody once the base has returned would cost
+//     none, but cannot reach the copies a base may hand on (instrumenting
+//     wrappers clone the request, and resp.Request is then the clone).
+//   - Expect: 100-continue gets no special treatment: a body without GetBody
+//     is read (up to the limit, plus one byte) before attempt 1, so before
+//     the server has answered 100 Continue. An http.Transport with an
+//     ExpectContinueTimeout (cleanhttp's has 1s) still puts none of it on
+//     the wire before the 100 Continue, but reading it has effects upstream: behind a Go reverse proxy, the
+//     proxy's server answers its own client 100 Continue on the first Read,
+//     so that client sends its whole body even if the server behind then
+//     rejects the request. Sending attempt 1 straight from the caller's body
+//     while copying it into the buffer would avoid that, but net/http may
+//     still be reading that body when RoundTrip has the response, so whether
+//     the request is replayable, and the rest of the bytes for a retry,
+//     would have to wait for net/http to let go of it: not done. A caller
+//     who needs the body unread until the server agrees gives the request a
+//     GetBody (attempt 1 then streams req.Body) or a ContentLength above the
+//     limit (sent once, unread).
 
 // bodyMode says how a request's body is sent.
 type bodyMode int
@@ -31,26 +82,27 @@ const (
 	bodyOnce                     // too large to buffer: one attempt only
 )
 
+// maxPrealloc is the most a declared ContentLength reserves up front: a
+// length the body does not have must not cost more memory than that.
+const maxPrealloc = 8 << 20
+
 // bodyBuffer holds a request body's bytes for replay. It is shared by the
 // RoundTrip that filled it and by every reader handed to the base
 // RoundTripper; it returns to the pool when the last of them lets go, so
 // no attempt still being written by net/http can see it reused.
 type bodyBuffer struct {
 	data []byte
-	refs atomic.Int32
-	// getBody is b.newBody, bound once when the buffer is made, so that
-	// setting it as a request's GetBody allocates nothing.
-	getBody func() (io.ReadCloser, error)
+	refs atomic.Int32 // 0 while in the pool
+	// gen counts the times the buffer left the pool: a GetBody made for one
+	// filling tells it from the next.
+	gen atomic.Uint64
 }
 
-var bodyPool = sync.Pool{New: func() any {
-	b := &bodyBuffer{}
-	b.getBody = b.newBody
-	return b
-}}
+var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
 
 func getBodyBuffer() *bodyBuffer {
 	b := bodyPool.Get().(*bodyBuffer)
+	b.gen.Add(1) // before refs: a reopen that sees refs 1 sees the new gen
 	b.refs.Store(1)
 	return b
 }
@@ -62,36 +114,78 @@ func (b *bodyBuffer) unref() {
 	}
 }
 
-// newBody returns a reader over the buffered bytes; it holds a reference
-// to the buffer until it is closed.
-func (b *bodyBuffer) newBody() (io.ReadCloser, error) {
+// newBody returns a reader over the buffered bytes for a holder of a
+// reference; the reader holds one of its own until it is closed.
+func (b *bodyBuffer) newBody() io.ReadCloser {
 	b.refs.Add(1)
+	return &bufferBody{buf: b}
+}
+
+var errBodyReleased = errors.New("retry: GetBody after the Transport's RoundTrip returned: the buffered request body is gone")
+
+// reopen is GetBody for filling gen of b: a reader over the same bytes if
+// that filling is still held, else an error. It never takes a reference
+// to a buffer in the pool, nor keeps one to a later filling.
+func (b *bodyBuffer) reopen(gen uint64) (io.ReadCloser, error) {
+	for {
+		n := b.refs.Load()
+		if n <= 0 {
+			return nil, errBodyReleased
+		}
+		if b.refs.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	// Held now, b cannot go back to the pool, so gen cannot change.
+	if b.gen.Load() != gen {
+		b.unref()
+		return nil, errBodyReleased
+	}
 	return &bufferBody{buf: b}, nil
 }
 
-// fill reads r into b until EOF or until more than limit bytes are read.
-// It reports whether all of r fitted.
-func (b *bodyBuffer) fill(r io.Reader, limit int64) (complete bool, err error) {
-	for {
-		if int64(len(b.data)) > limit {
-			return false, nil
+var errBadRead = errors.New("retry: the request body's Read returned an invalid count")
+
+// fill reads r into b until EOF, until more than limit bytes are in b (at
+// most limit+1 are), or until ctx is done. It reports whether it read all
+// of r; b may then still hold more than limit bytes.
+func (b *bodyBuffer) fill(ctx context.Context, r io.Reader, limit int64) (eof bool, err error) {
+	for int64(len(b.data)) <= limit {
+		if ctx.Err() != nil {
+			return false, contextError(ctx)
 		}
 		if len(b.data) == cap(b.data) {
 			b.data = append(b.data, 0)[:len(b.data)]
 		}
 		space := b.data[len(b.data):cap(b.data)]
-		if room := limit + 1 - int64(len(b.data)); int64(len(space)) > room {
-			space = space[:room]
+		// room >= 0, so room+1 cannot overflow even for limit MaxInt64.
+		if room := limit - int64(len(b.data)); int64(len(space)) > room {
+			space = space[:room+1]
 		}
 		n, err := r.Read(space)
+		if n < 0 || n > len(space) {
+			return false, errBadRead
+		}
 		b.data = b.data[:len(b.data)+n]
 		if err == io.EOF {
 			return true, nil
 		}
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("retry: reading the request body: %w", err)
 		}
 	}
+	return false, nil
+}
+
+// contextError is the error of a request whose context ended while its
+// body was being buffered. It wraps ctx.Err() and, when it differs,
+// context.Cause(ctx).
+func contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("retry: reading the request body: %w (%w)", err, cause)
+	}
+	return fmt.Errorf("retry: reading the request body: %w", err)
 }
 
 var errBodyClosed = errors.New("retry: read of a closed request body")
@@ -130,16 +224,21 @@ func (r *bufferBody) Close() error {
 }
 
 // onceBody sends a body that was too large to buffer: the bytes already
-// read, then the rest of the caller's body. Closing it closes the caller's
-// body and lets go of the buffer.
+// read, then the rest of the caller's body, unless that was already read
+// to its end. Closing it closes the caller's body and lets go of the
+// buffer.
 type onceBody struct {
 	bufferBody
-	rest io.ReadCloser
+	rest     io.ReadCloser
+	restDone bool // rest has given io.EOF: do not read it again
 }
 
 func (r *onceBody) Read(p []byte) (int, error) {
 	n, err := r.bufferBody.Read(p)
 	if err == io.EOF {
+		if r.restDone {
+			return 0, io.EOF
+		}
 		return r.rest.Read(p)
 	}
 	return n, err
@@ -154,14 +253,23 @@ func (r *onceBody) Close() error {
 type requestBody struct {
 	mode bodyMode
 	buf  *bodyBuffer
+	// getBody is the GetBody of bodyBuffered attempts: buf.reopen for this
+	// filling of buf.
+	getBody func() (io.ReadCloser, error)
+	// chunked keeps a bodyBuffered request's length unknown (-1), so that
+	// net/http sends it chunked, with its trailers.
+	chunked bool
+	// eof says the caller's body was read to its end into buf (bodyOnce).
+	eof bool
 	// owned is the caller's body while this package is still responsible
 	// for closing it: until it is handed to the base RoundTripper (which
 	// closes it) or closed after buffering.
 	owned io.ReadCloser
 }
 
-// prepare decides how req's body is sent, buffering it when it must. On
-// error the caller's body has been closed.
+// prepare decides how req's body is sent, buffering it when it must, for
+// no longer than req's context lasts. On error the caller's body has been
+// closed.
 func (b *requestBody) prepare(req *http.Request, limit int64) error {
 	if req.Body == nil || req.Body == http.NoBody {
 		b.mode = bodyNone
@@ -178,23 +286,31 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 	}
 	b.buf = getBodyBuffer()
 	if req.ContentLength > 0 {
-		b.buf.data = slices.Grow(b.buf.data, int(req.ContentLength)+1)
+		// +1: room for the Read that finds the end.
+		b.buf.data = slices.Grow(b.buf.data, int(min(req.ContentLength, maxPrealloc))+1)
 	}
-	complete, err := b.buf.fill(req.Body, limit)
+	eof, err := b.buf.fill(req.Context(), req.Body, limit)
 	if err != nil {
 		b.finish()
-		return fmt.Errorf("retry: reading the request body: %w", err)
+		return err
 	}
-	if !complete {
+	n := int64(len(b.buf.data))
+	if !eof || n > limit {
 		b.mode = bodyOnce
+		b.eof = eof
 		return nil
 	}
 	b.mode = bodyBuffered
 	_ = req.Body.Close() // all of it is in the buffer
 	b.owned = nil
-	if n := int64(len(b.buf.data)); req.ContentLength > 0 && n != req.ContentLength {
+	if req.ContentLength > 0 && n != req.ContentLength {
 		b.finish()
 		return fmt.Errorf("retry: the request body has %d bytes but ContentLength is %d", n, req.ContentLength)
+	}
+	b.chunked = len(req.Trailer) > 0 && req.ContentLength <= 0
+	if n > 0 || b.chunked {
+		buf, gen := b.buf, b.buf.gen.Load()
+		b.getBody = func() (io.ReadCloser, error) { return buf.reopen(gen) }
 	}
 	return nil
 }
@@ -232,12 +348,15 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 		r.Body = body
 		return true, nil
 	case bodyBuffered:
-		r.Body, _ = b.buf.newBody()
+		if b.getBody == nil { // empty, without trailers
+			r.Body, r.GetBody, r.ContentLength = http.NoBody, nil, 0
+			return true, nil
+		}
+		r.Body = b.buf.newBody()
+		r.GetBody = b.getBody
 		r.ContentLength = int64(len(b.buf.data))
-		r.GetBody = b.buf.getBody
-		if r.ContentLength == 0 {
-			r.Body.Close()
-			r.Body, r.GetBody = http.NoBody, nil
+		if b.chunked {
+			r.ContentLength = -1
 		}
 		return true, nil
 	}
@@ -245,7 +364,7 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 	// (see changes), whose Body is already the right one: leave it alone.
 	if b.buf != nil {
 		b.buf.refs.Add(1)
-		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned}
+		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned, restDone: b.eof}
 	}
 	b.owned = nil // the base closes it
 	return false, nil

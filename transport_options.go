@@ -49,10 +49,20 @@ func WithClassifier(c Classifier) Option { return classifierOption(c) }
 func WithRetryNonIdempotent(on bool) Option { return retryNonIdempotentOption(on) }
 
 // WithMaxBufferedBody sets the largest request body, in bytes, that a
-// Transport buffers to replay when the request has no GetBody. A longer
-// body is sent once, whole, and not retried. 0 buffers nothing. It must not
-// be negative; the default is DefaultMaxBufferedBody (1 MiB). Do ignores
-// it.
+// Transport buffers to replay when the request has no GetBody. The limit is
+// exact, whatever the sizes of the body's Reads: a body of at most n bytes
+// is read into memory before the first attempt and replayed on each retry;
+// a longer one, or one whose ContentLength is above n (then not read
+// ahead), is sent once, whole, and not retried. At most n+1 bytes are read
+// ahead, the extra byte telling the two cases apart, so 0 buffers only
+// empty bodies. Buffering stops when the request's context ends (as with
+// http.Client.Timeout), checked between Reads: RoundTrip then closes the
+// body and returns an error wrapping the context's error and its
+// context.Cause, having sent nothing. A buffered request with Trailer keys
+// and no declared length goes out chunked on every attempt, so each one
+// carries the trailers. Any n from 0 to math.MaxInt64 is valid; it must
+// not be negative. The default is DefaultMaxBufferedBody (1 MiB). Do
+// ignores it.
 func WithMaxBufferedBody(n int64) Option { return maxBufferedBodyOption(n) }
 
 // WithAttemptTimeout bounds each attempt of a Transport, until the response
