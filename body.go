@@ -60,7 +60,8 @@ import (
 //     is read (up to the limit, plus one byte) before attempt 1, so before
 //     the server has answered 100 Continue. An http.Transport with an
 //     ExpectContinueTimeout (cleanhttp's has 1s) still puts none of it on
-//     the wire before the 100 Continue, but reading it has effects upstream: behind a Go reverse proxy, the
+//     the wire before the 100 Continue, but reading it has effects
+//     upstream: behind a Go reverse proxy, the
 //     proxy's server answers its own client 100 Continue on the first Read,
 //     so that client sends its whole body even if the server behind then
 //     rejects the request. Sending attempt 1 straight from the caller's body
@@ -69,8 +70,8 @@ import (
 //     the request is replayable, and the rest of the bytes for a retry,
 //     would have to wait for net/http to let go of it: not done. A caller
 //     who needs the body unread until the server agrees gives the request a
-//     GetBody (attempt 1 then streams req.Body) or a ContentLength above the
-//     limit (sent once, unread).
+//     GetBody (attempt 1 then streams req.Body), a ContentLength above the
+//     limit, or WithMaxBufferedBody(0) (sent once, read only as it is sent).
 
 // bodyMode says how a request's body is sent.
 type bodyMode int
@@ -152,7 +153,7 @@ var errBadRead = errors.New("retry: the request body's Read returned an invalid 
 func (b *bodyBuffer) fill(ctx context.Context, r io.Reader, limit int64) (eof bool, err error) {
 	for int64(len(b.data)) <= limit {
 		if ctx.Err() != nil {
-			return false, contextError(ctx)
+			return false, fmt.Errorf("retry: reading the request body: %w", contextError(ctx))
 		}
 		if len(b.data) == cap(b.data) {
 			b.data = append(b.data, 0)[:len(b.data)]
@@ -175,17 +176,6 @@ func (b *bodyBuffer) fill(ctx context.Context, r io.Reader, limit int64) (eof bo
 		}
 	}
 	return false, nil
-}
-
-// contextError is the error of a request whose context ended while its
-// body was being buffered. It wraps ctx.Err() and, when it differs,
-// context.Cause(ctx).
-func contextError(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("retry: reading the request body: %w (%w)", err, cause)
-	}
-	return fmt.Errorf("retry: reading the request body: %w", err)
 }
 
 var errBodyClosed = errors.New("retry: read of a closed request body")
@@ -280,8 +270,11 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 		b.mode = bodyGetBody
 		return nil
 	}
-	if req.ContentLength > limit {
-		b.mode = bodyOnce // known too large: stream it as it is
+	if req.ContentLength > limit || limit == 0 {
+		// Known too large, or nothing may be buffered: stream it as it is,
+		// without reading ahead (so that Expect: 100-continue keeps its
+		// meaning behind a proxy).
+		b.mode = bodyOnce
 		return nil
 	}
 	b.buf = getBodyBuffer()

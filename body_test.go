@@ -210,8 +210,8 @@ func TestBodyLimitBoundaries(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					payload := strings.Repeat("z", size)
 					attempts := 2
-					if int64(size) > limit {
-						attempts = 1
+					if int64(size) > limit || limit == 0 {
+						attempts = 1 // 0 buffers nothing, not even an empty body
 					}
 					replayCase(t, limit, strings.NewReader(payload), 0, payload, attempts)
 					replayCase(t, limit, strings.NewReader(payload), int64(size), payload, attempts)
@@ -219,6 +219,28 @@ func TestBodyLimitBoundaries(t *testing.T) {
 			})
 		}
 	}
+	t.Run("0 reads nothing ahead", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var readBeforeSend bool
+			sent := false
+			body := &opaqueBody{Reader: readFunc(func(p []byte) (int, error) {
+				if !sent {
+					readBeforeSend = true
+				}
+				return 0, io.EOF
+			})}
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				sent = true
+				_, _ = io.ReadAll(r.Body)
+				return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody}, nil
+			})
+			req := newReq(t, "PUT", "http://svc/x", nil)
+			req.Body = body
+			_, err := NewTransport(base, append(fast, WithMaxBufferedBody(0))...).RoundTrip(req)
+			require.NoError(t, err)
+			assert.False(t, readBeforeSend, "the body is read only as it is sent")
+		})
+	})
 	t.Run("ContentLength near the limit", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			for _, tc := range []struct{ limit, cl int64 }{
@@ -317,3 +339,8 @@ func TestLoopbackTrailersOnEveryAttempt(t *testing.T) {
 		}
 	}
 }
+
+// readFunc adapts a function to io.Reader.
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }

@@ -54,8 +54,8 @@ func WithRetryNonIdempotent(on bool) Option { return retryNonIdempotentOption(on
 // is read into memory before the first attempt and replayed on each retry;
 // a longer one, or one whose ContentLength is above n (then not read
 // ahead), is sent once, whole, and not retried. At most n+1 bytes are read
-// ahead, the extra byte telling the two cases apart, so 0 buffers only
-// empty bodies. Buffering stops when the request's context ends (as with
+// ahead, the extra byte telling the two cases apart; 0 reads nothing
+// ahead: every body without GetBody is sent once, as it is. Buffering stops when the request's context ends (as with
 // http.Client.Timeout), checked between Reads: RoundTrip then closes the
 // body and returns an error wrapping the context's error and its
 // context.Cause, having sent nothing. A buffered request with Trailer keys
