@@ -5,24 +5,28 @@ import (
 	"time"
 )
 
-// An Event describes one failed attempt that is about to be retried, or the
-// last one before the loop gives up. The same events feed footprints, the
-// WithOnRetry hook and metrics: observers only read them.
+// An Event is what the loop tells its observers: footprints, metrics, and
+// the hooks of WithOnAttempt and WithOnRetry. Its Kind says what happened;
+// observers only read it.
 type Event struct {
+	// Kind says what the event reports.
+	Kind EventKind
 	// Name is the operation's name (see WithName).
 	Name string
-	// Attempt is the 1-based number of the attempt that just failed.
+	// Attempt is the 1-based number of the attempt the event is about.
 	Attempt int
 	// MaxAttempts is the configured number of attempts.
 	MaxAttempts int
-	// Delay is the wait about to start before the next attempt; zero when
-	// the loop is giving up.
+	// Delay is the wait about to start before the next attempt
+	// (EventRetry); zero for the other kinds.
 	Delay time.Duration
-	// Err is the attempt's error. For an HTTP response with a retryable
-	// status it describes the status ("retry: server answered 503 Service
-	// Unavailable").
+	// Err is the attempt's error. For EventAttempt it is the error as the
+	// attempt returned it (nil with a response, whatever its status); for
+	// the other kinds, a response with a retryable status is described by
+	// an error ("retry: server answered 503 Service Unavailable").
 	Err error
-	// Category is the attempt's classification (Unknown for Do).
+	// Category is the attempt's classification (Unknown for Do, except
+	// Canceled for an attempt cut short by the caller's context).
 	Category Category
 
 	// RetryAfter is the wait the server asked for in a Retry-After header
@@ -37,6 +41,59 @@ type Event struct {
 	// URL is the request's URL without userinfo, fragment or query values.
 	URL string
 	// Response is the attempt's response, if it got one: read its status
-	// and headers only. The body belongs to the Transport.
+	// and headers only. The body belongs to the Transport (or, for the
+	// answer of the call, to the caller).
 	Response *http.Response
+
+	// outcome is how the call ends, for EventGiveUp, EventBudgetDenied,
+	// EventNotRetried and eventDone.
+	outcome outcome
+}
+
+// An EventKind says what an Event reports.
+type EventKind uint8
+
+// The kinds of events. Footprints are written for EventRetry (with
+// WithLogTries), EventGiveUp, EventBudgetDenied and EventNotRetried;
+// metrics count EventAttempt and EventRetry; WithOnAttempt sees
+// EventAttempt and WithOnRetry sees EventRetry.
+const (
+	// EventAttempt: an attempt ended, whatever its result (the first, a
+	// retry, the last; a success too).
+	EventAttempt EventKind = iota + 1
+	// EventRetry: a failed attempt is retried after Delay.
+	EventRetry
+	// EventGiveUp: the loop gives up on a retryable failure: the attempts
+	// ran out, a Retry-After asked for more than the max delay, or the
+	// next wait would reach the context's deadline.
+	EventGiveUp
+	// EventBudgetDenied: the retry budget denied the retry.
+	EventBudgetDenied
+	// EventNotRetried: a retryable failure that the request does not allow
+	// to retry: its method is not idempotent, or its body cannot be sent
+	// again.
+	EventNotRetried
+
+	// Kinds only this package's observers see.
+	eventWaited // a wait ran its course (Delay)
+	eventDone   // the call ended (outcome)
+)
+
+var eventKindNames = [...]string{
+	EventAttempt:      "attempt",
+	EventRetry:        "retry",
+	EventGiveUp:       "give_up",
+	EventBudgetDenied: "budget_denied",
+	EventNotRetried:   "not_retried",
+	eventWaited:       "waited",
+	eventDone:         "done",
+}
+
+// String returns the kind's name in snake case: "attempt", "retry",
+// "give_up", "budget_denied", "not_retried".
+func (k EventKind) String() string {
+	if int(k) >= len(eventKindNames) || eventKindNames[k] == "" {
+		return "unknown"
+	}
+	return eventKindNames[k]
 }

@@ -18,25 +18,18 @@ import (
 //	 "payload":{"type":"*errors.errorString","message":"boom","traceback":["*errors.errorString: boom"],
 //	            "attempt":1,"max_attempts":3,"delay":2}}
 
-// footprintKind is one of the three records.
-type footprintKind uint8
-
-const (
-	footprintRetry         footprintKind = iota // WARN before each wait, with WithLogTries
-	footprintGiveUp                             // ERROR when the loop gives up on a retryable failure
-	footprintBudget                             // WARN when the budget denies a retry, whatever WithLogTries says
-	footprintNotIdempotent                      // WARN: a retryable failure of a request that may not be retried
-	footprintNotReplayable                      // WARN: a retryable failure whose request body cannot be sent again
-)
-
-// footprint writes one record about ev. The texts are built only once the
-// logger says it wants the level, so a disabled logger costs nothing.
-func (c *config) footprint(ctx context.Context, kind footprintKind, controller string, ev *Event) {
-	if kind == footprintRetry && !c.logTries {
+// footprint writes the record of ev, by its kind: a WARN record before a
+// retry (EventRetry, with WithLogTries), an ERROR record when the loop gives
+// up on a retryable failure (EventGiveUp), a WARN record when the budget
+// denies a retry (EventBudgetDenied) or when the request does not allow a
+// retry (EventNotRetried). The texts are built only once the logger says it
+// wants the level, so a disabled logger costs nothing.
+func (c *config) footprint(ctx context.Context, controller string, ev *Event) {
+	if ev.Kind == EventRetry && !c.logTries {
 		return
 	}
 	level, logType := slog.LevelWarn, "warning"
-	if kind == footprintGiveUp {
+	if ev.Kind == EventGiveUp {
 		level, logType = slog.LevelError, "error"
 	}
 	l := c.log()
@@ -44,22 +37,25 @@ func (c *config) footprint(ctx context.Context, kind footprintKind, controller s
 		return
 	}
 	var msg, subject string
-	switch kind {
-	case footprintRetry:
+	switch ev.Kind {
+	case EventRetry:
 		msg = "An error happened while we retry to run " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
 		subject = "Warning at retrying " + ev.Name
-	case footprintGiveUp:
+	case EventGiveUp:
 		msg = "We could not finish the current job in the function " + ev.Name + "."
 		subject = "Error at " + ev.Name
-	case footprintBudget:
+	case EventBudgetDenied:
 		msg = "The retry budget is exhausted, so we stop retrying " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
 		subject = "Retry budget exhausted for " + ev.Name
-	case footprintNotIdempotent:
-		msg = "We do not retry " + ev.Name + " after the " + strconv.Itoa(ev.Attempt) + " attempt: the request is not idempotent and the server may have processed it."
+	case EventNotRetried:
+		why := "the request is not idempotent and the server may have processed it."
+		if ev.outcome == outcomeBodyNotReplayable {
+			why = "its request body cannot be sent again."
+		}
+		msg = "We do not retry " + ev.Name + " after the " + strconv.Itoa(ev.Attempt) + " attempt: " + why
 		subject = "Not retrying " + ev.Name
-	case footprintNotReplayable:
-		msg = "We do not retry " + ev.Name + " after the " + strconv.Itoa(ev.Attempt) + " attempt: its request body cannot be sent again."
-		subject = "Not retrying " + ev.Name
+	default:
+		return
 	}
 	l.LogAttrs(ctx, level, msg,
 		slog.String("log_type", logType),

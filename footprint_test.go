@@ -123,9 +123,10 @@ func TestFootprintDisabledLoggerCostsNothing(t *testing.T) {
 	c := newConfig([]Option{WithLogger(slog.New(h)), WithLogTries(true)})
 	ev := &Event{Name: "x", Attempt: 1, MaxAttempts: 3, Err: errFlaky, Delay: time.Second}
 	allocs := testing.AllocsPerRun(100, func() {
-		c.footprint(context.Background(), footprintRetry, "retry.Do", ev)
-		c.footprint(context.Background(), footprintGiveUp, "retry.Do", ev)
-		c.footprint(context.Background(), footprintBudget, "retry.Do", ev)
+		for _, k := range []EventKind{EventRetry, EventGiveUp, EventBudgetDenied, EventNotRetried} {
+			ev.Kind = k
+			c.footprint(context.Background(), "retry.Do", ev)
+		}
 	})
 	assert.Zero(t, allocs)
 	assert.Zero(t, h.handled)

@@ -42,6 +42,7 @@ type (
 	loggerOption      struct{ l *slog.Logger }
 	nameOption        string
 	onRetryOption     func(Event)
+	onAttemptOption   func(Event)
 	budgetOption      struct{ b *Budget }
 	metricsOption     struct{ m *Metrics }
 )
@@ -57,6 +58,7 @@ func (logTriesOption) isOption()    {}
 func (loggerOption) isOption()      {}
 func (nameOption) isOption()        {}
 func (onRetryOption) isOption()     {}
+func (onAttemptOption) isOption()   {}
 func (budgetOption) isOption()      {}
 func (metricsOption) isOption()     {}
 
@@ -127,10 +129,19 @@ func WithLogger(l *slog.Logger) Option { return loggerOption{l} }
 // "<METHOD> <redacted URL>" in footprints and "default" in metrics.
 func WithName(name string) Option { return nameOption(name) }
 
-// WithOnRetry sets a function called with an Event before each wait, in the
-// retrying goroutine. It must not be nil and should return quickly; it
+// WithOnRetry sets a function called with an EventRetry before each wait,
+// in the retrying goroutine. It must not be nil and should return quickly; it
 // must not close Event.Response's body.
 func WithOnRetry(hook func(Event)) Option { return onRetryOption(hook) }
+
+// WithOnAttempt sets a function called with an EventAttempt after every
+// attempt, whatever its result: the first, each retry and the last,
+// successes included, in the goroutine that made the attempt. Use it for
+// request/response logs or traces. It must not be nil and should return
+// quickly; it must not read or close Event.Response's body. On a
+// Transport, each call builds the event whole (the redacted URL costs one
+// allocation); without the hook, attempts cost nothing extra.
+func WithOnAttempt(hook func(Event)) Option { return onAttemptOption(hook) }
 
 // config is the resolved set of options. Once built it is never changed,
 // so one config serves many goroutines.
@@ -143,6 +154,7 @@ type config struct {
 	logger      *slog.Logger
 	name        string
 	onRetry     func(Event)
+	onAttempt   func(Event)
 	// random returns a number in [0, 1) for jitter; tests replace it.
 	random func() float64
 	// err is the first invalid option, reported instead of running.
@@ -238,6 +250,12 @@ func (c *config) apply(o Option) {
 			return
 		}
 		c.onRetry = o
+	case onAttemptOption:
+		if o == nil {
+			c.invalid("WithOnAttempt(nil): the hook must not be nil")
+			return
+		}
+		c.onAttempt = o
 	case classifierOption:
 		if o == nil {
 			c.invalid("WithClassifier(nil): the classifier must not be nil")

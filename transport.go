@@ -126,25 +126,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err := requestError(c, req); err != nil {
 		closeBody(req)
-		c.metrics.request(req.Method, outcomeRequestError)
+		c.done(req.Context(), controllerTransport, req.Method, outcomeRequestError)
 		return nil, err
 	}
 	rt := roundTrip{t: t, c: c, req: req}
 	if err := rt.body.prepare(req, c.http.maxBufferedBody); err != nil {
-		c.metrics.request(req.Method, outcomeRequestError)
+		c.done(req.Context(), controllerTransport, req.Method, outcomeRequestError)
 		return nil, err
 	}
-	resp, err := run(req.Context(), c, "retry.Transport", hooks[*http.Response]{
+	resp, err := run(req.Context(), c, controllerTransport, req.Method, hooks[*http.Response]{
 		attempt:  rt.attempt,
-		judge:    rt.judge,
 		release:  drainAndClose,
 		name:     rt.name,
 		describe: rt.describe,
-		method:   req.Method,
 	})
 	rt.body.finish()
 	return resp, err
 }
+
+// controllerTransport names the Transport in footprints.
+const controllerTransport = "retry.Transport"
 
 // requestError reports why req cannot be sent at all, if it cannot.
 func requestError(c *config, req *http.Request) error {
@@ -170,20 +171,33 @@ type roundTrip struct {
 	req  *http.Request
 	body requestBody
 	n    int // attempts made
-
-	// replayable is false once an attempt sent a body that cannot be sent
-	// again (or GetBody failed).
-	replayable bool
-	// fatal is an error of this package's own, not the base's: it stops the
-	// loop as it is, counted as fatalOutcome.
-	fatal        error
-	fatalOutcome outcome
 }
 
-// attempt sends the next attempt on a copy of the request, or on the
-// caller's own request when nothing in it has to change (the base may not
-// modify it, so that is the same and saves an allocation).
-func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
+// sent is what an attempt learned besides its response or error.
+type sent struct {
+	// replayable is false once the attempt sent a body that cannot be sent
+	// again.
+	replayable bool
+	// fatal is an error of this package's own, not the base's (GetBody or
+	// WithPrepareRetry failed): it stops the loop as it is, counted as
+	// outcome.
+	fatal   error
+	outcome outcome
+}
+
+// attempt makes the next attempt and judges its result.
+func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, verdict, error) {
+	resp, s, err := rt.send(ctx)
+	if s.fatal != nil {
+		return nil, verdict{stop: true, err: s.fatal, category: Fatal, outcome: s.outcome}, s.fatal
+	}
+	return resp, rt.judge(resp, err, s.replayable), err
+}
+
+// send sends the next attempt on a copy of the request, or on the caller's
+// own request when nothing in it has to change (the base may not modify
+// it, so that is the same and saves an allocation).
+func (rt *roundTrip) send(ctx context.Context) (*http.Response, sent, error) {
 	rt.n++
 	hc := &rt.c.http
 	prepare := hc.prepareRetry != nil && rt.n > 1
@@ -208,33 +222,34 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	if hc.attemptHeader != "" {
 		r.Header.Set(hc.attemptHeader, strconv.Itoa(rt.n))
 	}
-	replayable, err := rt.body.set(r, rt.n)
-	rt.replayable = replayable
-	if err == nil && prepare {
+	var s sent
+	var err error
+	s.replayable, err = rt.body.set(r, rt.n)
+	switch {
+	case err != nil:
+		s.fatal, s.outcome = err, outcomeBodyNotReplayable
+	case prepare:
 		u := *rt.req.URL
 		r.URL = &u
-		if err = hc.prepareRetry(r); err != nil {
+		if err := hc.prepareRetry(r); err != nil {
 			if r.Body != nil && r.Body != rt.req.Body {
 				_ = r.Body.Close()
 			}
-			err = &Error{Attempts: rt.n - 1, Err: fmt.Errorf("retry: WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal}
-			rt.fatalOutcome = outcomeRequestError
+			s.fatal = &Error{Attempts: rt.n - 1, Err: fmt.Errorf("WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal}
+			s.outcome = outcomeRequestError
 		}
-	} else if err != nil {
-		rt.fatalOutcome = outcomeBodyNotReplayable
 	}
-	if err != nil {
+	if s.fatal != nil {
 		if timer != nil {
 			timer.stop()
 			timer.cancel()
 		}
-		rt.fatal = err
-		return nil, err
+		return nil, s, s.fatal
 	}
 
 	resp, err := baseRoundTrip(rt.t.base, r)
 	if timer == nil {
-		return resp, err
+		return resp, s, err
 	}
 	if timer.stop() {
 		// The attempt's time ran out, possibly just as the response
@@ -243,15 +258,15 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 			_ = resp.Body.Close()
 		}
 		timer.cancel()
-		return nil, &attemptTimeoutError{hc.attemptTimeout}
+		return nil, s, &attemptTimeoutError{hc.attemptTimeout}
 	}
 	if err != nil {
 		timer.cancel()
-		return nil, err
+		return nil, s, err
 	}
 	// Keep the attempt's context live until the caller closes the body.
 	resp.Body = cancelOnClose(resp.Body, timer.cancel)
-	return resp, nil
+	return resp, s, nil
 }
 
 var errNilResponse = errors.New("retry: the base RoundTripper returned neither a response nor an error")
@@ -277,10 +292,7 @@ func baseRoundTrip(base http.RoundTripper, r *http.Request) (*http.Response, err
 // judge decides whether attempt rt.n's outcome is retried. Whether the
 // caller gave up is decided by the loop from the context, never from the
 // error: the base's header timeout also matches DeadlineExceeded.
-func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
-	if rt.fatal != nil {
-		return verdict{stop: true, err: rt.fatal, category: Fatal, outcome: rt.fatalOutcome}
-	}
+func (rt *roundTrip) judge(resp *http.Response, err error, replayable bool) verdict {
 	cat := rt.c.http.classify(resp, err)
 	switch {
 	case cat == Success && err == nil:
@@ -291,7 +303,7 @@ func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
 		return verdict{stop: true, err: err, category: cat, outcome: outcomeNotRetryable}
 	case !rt.mayRetry(cat, resp):
 		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotIdempotent), category: cat, outcome: outcomeNotRetryable}
-	case !rt.replayable:
+	case !replayable:
 		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotReplayable), category: cat, outcome: outcomeBodyNotReplayable}
 	}
 	if resp != nil {

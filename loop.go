@@ -1,0 +1,278 @@
+package retry
+
+import (
+	"context"
+	"time"
+)
+
+// The retry loop: the one place that decides whether to retry and the one
+// place that waits. Do and Transport adapt it with hooks; observers hear
+// from it through emit (observe.go).
+
+// verdict is what an attempt's hook decides about its own result. It is
+// kept to 32 bytes: it is returned by value on every attempt, and a larger
+// copy costs more than the rest of a successful call. What only a retry
+// needs (the response, Retry-After) comes from hooks.describe instead.
+type verdict struct {
+	// err describes the failure: the error to return when stop is set, and
+	// the attempt's error for events and *Error otherwise.
+	err error
+	// category is the attempt's classification (Unknown for Do).
+	category Category
+	// stop means: this result is the answer as it is (a success, or a
+	// failure that is not retried). The loop returns the attempt's value
+	// and err.
+	stop bool
+	// outcome is how the call ends when stop is set.
+	outcome outcome
+	// byContext means: the attempt failed because the caller's context
+	// ended; the loop stops on it by the context rule.
+	byContext bool
+}
+
+// hooks adapt the loop to what is being retried: a function (Do) or an HTTP
+// request (Transport).
+//
+// The controller (named in footprints) and the request's method (for
+// metric labels, "" for Do) are parameters of run rather than fields here:
+// escape analysis treats a struct as a whole, and a string that reaches the
+// logger would send the closures to the heap with it.
+type hooks[T any] struct {
+	// attempt runs one attempt and judges its result.
+	attempt func(context.Context) (T, verdict, error)
+	// release frees a result that will not be returned (nil: nothing to do).
+	release func(T)
+	// name is the operation's name when WithName was not given.
+	name func() string
+	// describe fills in the event of a failed attempt from its result: the
+	// request's method and URL, the response and its Retry-After, or the
+	// wait fn asked for with RetryAfter (nil: nothing to add; the loop sets
+	// RetryAfter to -1 before).
+	describe func(*Event, T)
+}
+
+// run calls h.attempt until the loop decides to stop, and returns the
+// call's result. The first attempt runs here and everything after a
+// failure in retrying, which keeps the success path short.
+func run[T any](ctx context.Context, c *config, controller, method string, h hooks[T]) (T, error) {
+	var zero T
+	if c.err != nil {
+		return zero, c.err
+	}
+	if err := ctx.Err(); err != nil {
+		c.done(ctx, controller, method, outcomeOfContext(err))
+		return zero, contextError(ctx)
+	}
+	if c.budget != nil {
+		c.budget.started(time.Now)
+	}
+	v, vd, err := attemptOnce(ctx, c, controller, method, &h, 1)
+	if !vd.stop || vd.category.Retryable() {
+		v, vd = retrying(ctx, c, controller, method, &h, v, err, vd)
+	}
+	// Every call ends with exactly one outcome.
+	c.done(ctx, controller, method, vd.outcome)
+	return v, vd.err
+}
+
+// attemptOnce runs attempt n and tells the observers. An error that comes
+// back once the caller's context has ended is the context's doing,
+// whatever its text: the loop stops on it by the context rule.
+func attemptOnce[T any](ctx context.Context, c *config, controller, method string, h *hooks[T], n int) (T, verdict, error) {
+	v, vd, err := h.attempt(ctx)
+	if err != nil && ctx.Err() != nil {
+		vd = verdict{err: err, category: Canceled, byContext: true}
+	}
+	switch {
+	case c.onAttempt != nil:
+		emitAttemptWhole(ctx, c, controller, method, h, n, v, err, vd)
+	case c.observes(EventAttempt):
+		c.emit(ctx, controller, &Event{Kind: EventAttempt, Attempt: n, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: method})
+	}
+	return v, vd, err
+}
+
+// retrying carries on after attempt 1, whose result v, err was judged vd,
+// and returns the call's result and final verdict. Each turn decides what
+// the last attempt calls for, waits, and makes the next attempt.
+func retrying[T any](ctx context.Context, c *config, controller, method string, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
+	var zero T
+	n := 1
+	held := err == nil // v is a result to hand back (a response), not a failure
+	last := vd         // the last failure that was not the context's doing
+	var prev time.Duration
+	for {
+		// Decide, from the attempt's verdict, the context, the schedule,
+		// the deadline and, last, the budget.
+		if !vd.byContext || last.err == nil {
+			last = vd
+		}
+		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: last.err, Category: last.category, RetryAfter: -1, Method: method}
+		if ev.Name == "" {
+			ev.Name = h.name()
+		}
+		if h.describe != nil {
+			h.describe(&ev, v)
+		}
+		s := situation{
+			verdict: vd, attempt: n, maxAttempts: c.maxAttempts, held: held,
+			backoff: c.next(n, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			s.ctxErr, s.ctxCause = cerr, contextError(ctx)
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			s.hasDeadline, s.untilDeadline = true, time.Until(dl)
+		}
+		d := decide(s, c.spendRetry)
+
+		// Tell the observers.
+		if d.event != 0 {
+			ev.Kind, ev.Delay, ev.outcome = d.event, d.wait, d.outcome
+			if d.event == EventNotRetried && ev.Err == nil && ev.Response != nil {
+				ev.Err = &statusError{ev.Response.Status}
+			}
+			c.emit(ctx, controller, &ev)
+		}
+
+		if d.step != stepRetry {
+			vd.outcome = d.outcome
+			switch {
+			case d.step == stepReturn:
+				// The attempt's own result and error.
+			case d.release:
+				h.release(v)
+				v, held = zero, false
+				fallthrough
+			case !held:
+				v, vd.err = zero, &Error{Attempts: n, Err: last.err, Category: last.category, Cause: d.cause}
+			default:
+				vd.err = nil // the held result is the answer
+			}
+			return v, vd
+		}
+
+		// Wait, having freed the failed result. A wait cut short by the
+		// context goes back to deciding, which stops by the context rule.
+		if h.release != nil {
+			h.release(v)
+		}
+		v, held = zero, false
+		if !sleep(ctx, d.wait) {
+			vd = verdict{err: last.err, category: last.category, byContext: true}
+			continue
+		}
+		if c.observes(eventWaited) {
+			c.emit(ctx, controller, &Event{Kind: eventWaited, Delay: d.wait, Method: method})
+		}
+		prev = d.wait
+
+		// Make the next attempt.
+		n++
+		v, vd, err = attemptOnce(ctx, c, controller, method, h, n)
+		held = err == nil
+	}
+}
+
+// spendRetry asks the budget, if any, for one retry.
+func (c *config) spendRetry() bool {
+	return c.budget == nil || c.budget.allowRetry(time.Now())
+}
+
+// situation is what decide needs to know after an attempt. The loop
+// gathers it from the clock and the context; decide itself reads neither.
+type situation struct {
+	verdict     verdict
+	attempt     int
+	maxAttempts int
+	// held: the attempt returned a result to hand back (an HTTP response
+	// with a retryable status), not an error.
+	held bool
+	// ctxErr is the caller's context's error (nil while it runs) and
+	// ctxCause the error that reports it, with its cause.
+	ctxErr, ctxCause error
+	// backoff is the schedule's wait; retryAfter the wait the server or fn
+	// asked for (-1: none); maxDelay the cap.
+	backoff, retryAfter, maxDelay time.Duration
+	// untilDeadline is the time left before the context's deadline, if
+	// hasDeadline.
+	untilDeadline time.Duration
+	hasDeadline   bool
+}
+
+// step is what the loop does next.
+type step uint8
+
+const (
+	stepRetry  step = iota // wait, then attempt again
+	stepReturn             // return the attempt's result as it is
+	stepGiveUp             // stop on a retryable failure: the held result, or an *Error
+)
+
+// decision is decide's answer.
+type decision struct {
+	step    step
+	wait    time.Duration // before the next attempt, with stepRetry
+	outcome outcome       // how the call ends, unless stepRetry
+	// cause is the *Error's Cause when the loop gives up (nil: the attempts
+	// ran out, or the Retry-After was too long).
+	cause error
+	// release: free the held result and return an *Error (a cancel).
+	release bool
+	// event is what to tell the observers (0: nothing).
+	event EventKind
+}
+
+// decide says what the loop does after an attempt, in this order: a
+// verdict that stops; the caller's context; the attempts; a Retry-After
+// above the max delay; a wait that would reach the deadline; and last the
+// retry budget, which spend asks and spends (it is called only when every
+// other rule allows the retry). It reads no clock and no context.
+func decide(s situation, spend func() bool) decision {
+	switch {
+	case s.verdict.stop:
+		// A success, or a failure the request does not allow to retry.
+		d := decision{step: stepReturn, outcome: s.verdict.outcome}
+		if s.verdict.category.Retryable() {
+			d.event = EventNotRetried
+		}
+		return d
+	case s.ctxErr != nil:
+		// The caller's context ended: stop without a footprint. At a
+		// deadline the result in hand, if any, is the answer; a cancel
+		// frees it.
+		return decision{step: stepGiveUp, outcome: outcomeOfContext(s.ctxErr), cause: s.ctxCause,
+			release: s.held && s.ctxErr == context.Canceled}
+	case s.attempt >= s.maxAttempts:
+		return decision{step: stepGiveUp, outcome: outcomeExhausted, event: EventGiveUp}
+	case s.retryAfter > s.maxDelay:
+		// The server (or fn) gets its answer back at once rather than a
+		// retry it asked not to have so soon.
+		return decision{step: stepGiveUp, outcome: outcomeRetryAfterTooLong, event: EventGiveUp}
+	}
+	wait := max(s.backoff, s.retryAfter)
+	switch {
+	case s.hasDeadline && s.untilDeadline <= wait:
+		// The next attempt would have no time left.
+		return decision{step: stepGiveUp, outcome: outcomeDeadline, cause: context.DeadlineExceeded, event: EventGiveUp}
+	case !spend():
+		return decision{step: stepGiveUp, outcome: outcomeBudgetExhausted, cause: ErrBudgetExhausted, event: EventBudgetDenied}
+	}
+	return decision{step: stepRetry, wait: wait, event: EventRetry}
+}
+
+// sleep waits for d or until ctx is done, and reports whether the wait ran
+// its course.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
