@@ -2,6 +2,7 @@ package retry
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -37,4 +38,9 @@ type Event struct {
 	// RetryAfter is the wait the server asked for in a Retry-After header,
 	// or -1 when it asked for none.
 	RetryAfter time.Duration
+
+	// reqURL is the request's URL as the caller gave it, set by a
+	// Transport so that footprints can remove its secrets from the error
+	// texts they write (see redactText). It is never written out.
+	reqURL *url.URL
 }
