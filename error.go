@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 )
 
@@ -31,15 +32,27 @@ type Error struct {
 	//   - the request may not be retried (a Transport): ErrNotIdempotent or
 	//     ErrNotReplayable.
 	Cause error
+
+	// url is the request's URL, set by a Transport: Error removes its
+	// secrets from the message.
+	url *url.URL
 }
 
 // Error returns a message such as
-// "retry: giving up after 3 attempts: connection refused".
+// "retry: giving up after 3 attempts: connection refused". The message
+// holds no secret of a URL: every URL in it is written as RedactURL writes
+// it, and for a Transport's request the secrets of its URL (user,
+// password, query values, fragment) are removed wherever they appear in
+// the wrapped errors' text (see redactText). The wrapped errors themselves
+// are left as they are.
 func (e *Error) Error() string {
+	var msg string
 	if e.Cause != nil {
-		return fmt.Sprintf("retry: stopped after %d %s (%v): %v", e.Attempts, plural(e.Attempts), e.Cause, e.Err)
+		msg = fmt.Sprintf("retry: stopped after %d %s (%v): %v", e.Attempts, plural(e.Attempts), e.Cause, e.Err)
+	} else {
+		msg = fmt.Sprintf("retry: giving up after %d %s: %v", e.Attempts, plural(e.Attempts), e.Err)
 	}
-	return fmt.Sprintf("retry: giving up after %d %s: %v", e.Attempts, plural(e.Attempts), e.Err)
+	return redactText(msg, e.url)
 }
 
 // Unwrap returns the cause, if any, and the last attempt's error, so that

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -48,6 +49,10 @@ type Event struct {
 	// outcome is how the call ends, for EventGiveUp, EventBudgetDenied,
 	// EventNotRetried and eventDone.
 	outcome outcome
+	// reqURL is the request's URL as the caller gave it, set by a
+	// Transport so that footprints can remove its secrets from the error
+	// texts they write (see redactText). It is never written out.
+	reqURL *url.URL
 }
 
 // An EventKind says what an Event reports.

@@ -77,11 +77,19 @@ func (c *config) log() *slog.Logger {
 // A Transport's records add the request's method and redacted URL, the
 // response status (0 without a response), the category and the Retry-After
 // the server asked for in seconds (-1 when it asked for none).
+//
+// The type, message and traceback are written through redactText: no URL
+// in them keeps its userinfo, query values or fragment, and a Transport's
+// record (ev.reqURL set) holds none of its request URL's secrets anywhere.
 func payload(ev *Event) slog.Attr {
+	tb := traceback(ev.Err)
+	for i, line := range tb {
+		tb[i] = redactText(line, ev.reqURL)
+	}
 	attrs := []slog.Attr{
-		slog.String("type", errType(ev.Err)),
-		slog.String("message", errText(ev.Err)),
-		slog.Any("traceback", traceback(ev.Err)),
+		slog.String("type", redactText(errType(ev.Err), ev.reqURL)),
+		slog.String("message", redactText(errText(ev.Err), ev.reqURL)),
+		slog.Any("traceback", tb),
 		slog.Int("attempt", ev.Attempt),
 		slog.Int("max_attempts", ev.MaxAttempts),
 		slog.Float64("delay", ev.Delay.Seconds()),

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -141,4 +144,48 @@ func TestTracebackOfJoinedErrors(t *testing.T) {
 		"*errors.errorString: flaky",
 	}, traceback(err))
 	assert.Nil(t, traceback(nil))
+}
+
+// TestFootprintRedactsErrorText: the payload's type, message and traceback
+// hold no URL secret: URLs in Do's error texts are redacted, and a
+// Transport's event (reqURL set) loses its request's secrets everywhere.
+func TestFootprintRedactsErrorText(t *testing.T) {
+	u, err := url.Parse("http://us3rname:s3cret@127.0.0.1:8080/p?token=t0ps3cret#frag")
+	require.NoError(t, err)
+	urlErr := &url.Error{Op: "Get", URL: u.String(), Err: errFlaky}
+
+	t.Run("Do", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			recs := jsonRecords(t, func(logger Option) {
+				_, _ = Do(t.Context(), func(context.Context) (int, error) {
+					return 0, fmt.Errorf("fetch: %w", urlErr)
+				}, logger, WithLogTries(true))
+			})
+			require.Len(t, recs, 3)
+			p := recs[0]["payload"].(map[string]any)
+			assert.Equal(t, `fetch: Get "http://127.0.0.1:8080/p?token=REDACTED": flaky`, p["message"])
+			assert.Equal(t, []any{
+				`*fmt.wrapError: fetch: Get "http://127.0.0.1:8080/p?token=REDACTED": flaky`,
+				`*url.Error: Get "http://127.0.0.1:8080/p?token=REDACTED": flaky`,
+				`*errors.errorString: flaky`,
+			}, p["traceback"])
+		})
+	})
+
+	t.Run("Transport event", func(t *testing.T) {
+		var buf bytes.Buffer
+		c := newConfig([]Option{WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))), WithLogTries(true)})
+		ev := &Event{Name: "GET " + RedactURL(u), Attempt: 1, MaxAttempts: 3, Method: "GET", URL: RedactURL(u), RetryAfter: -1,
+			Err: fmt.Errorf("proxy: bad token t0ps3cret for us3rname (password s3cret, #frag): %w", urlErr), reqURL: u}
+		ev.Kind = EventRetry
+		c.footprint(context.Background(), "retry.Transport", ev)
+		ev.Kind = EventGiveUp
+		c.footprint(context.Background(), "retry.Transport", ev)
+		out := buf.String()
+		assert.Equal(t, 2, strings.Count(out, `"message":"proxy: bad token REDACTED for REDACTED (password REDACTED, #REDACTED): Get \"http://127.0.0.1:8080/p?token=REDACTED\": flaky"`), out)
+		for _, secret := range []string{"us3rname", "s3cret", "t0ps3cret", "frag"} {
+			assert.NotContains(t, out, secret)
+		}
+		assert.Same(t, urlErr, errors.Unwrap(ev.Err), "the event's error is left as it is")
+	})
 }

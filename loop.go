@@ -145,7 +145,7 @@ func retrying[T any](ctx context.Context, c *config, controller, method string, 
 				v, held = zero, false
 				fallthrough
 			case !held:
-				v, vd.err = zero, &Error{Attempts: n, Err: last.err, Category: last.category, Cause: d.cause}
+				v, vd.err = zero, &Error{Attempts: n, Err: last.err, Category: last.category, Cause: d.cause, url: ev.reqURL}
 			default:
 				vd.err = nil // the held result is the answer
 			}

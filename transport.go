@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -170,7 +171,8 @@ type roundTrip struct {
 	c    *config // the Transport's, or a copy with the request's options
 	req  *http.Request
 	body requestBody
-	n    int // attempts made
+	n    int      // attempts made
+	url  *url.URL // see secrets
 }
 
 // sent is what an attempt learned besides its response or error.
@@ -235,7 +237,7 @@ func (rt *roundTrip) send(ctx context.Context) (*http.Response, sent, error) {
 			if r.Body != nil && r.Body != rt.req.Body {
 				_ = r.Body.Close()
 			}
-			s.fatal = &Error{Attempts: rt.n - 1, Err: fmt.Errorf("WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal}
+			s.fatal = &Error{Attempts: rt.n - 1, Err: fmt.Errorf("WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal, url: rt.secrets()}
 			s.outcome = outcomeRequestError
 		}
 	}
@@ -319,7 +321,7 @@ func (rt *roundTrip) notRetried(err error, cat Category, reason error) error {
 	if err == nil {
 		return nil
 	}
-	return &Error{Attempts: rt.n, Err: err, Category: cat, Cause: reason}
+	return &Error{Attempts: rt.n, Err: err, Category: cat, Cause: reason, url: rt.secrets()}
 }
 
 // mayRetry applies the idempotency rule.
@@ -354,12 +356,25 @@ func (rt *roundTrip) name() string { return rt.method() + " " + RedactURL(rt.req
 func (rt *roundTrip) describe(ev *Event, resp *http.Response) {
 	ev.Method = rt.method()
 	ev.URL = RedactURL(rt.req.URL)
+	ev.reqURL = rt.secrets()
 	if resp != nil {
 		ev.Response = resp
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 			ev.RetryAfter = d
 		}
 	}
+}
+
+// secrets returns a copy of the request's URL, taken once per RoundTrip,
+// from which footprints and *Error messages learn what to redact. A copy,
+// since the caller may change req.URL once RoundTrip has returned (the next
+// page's token) while the *Error lives on.
+func (rt *roundTrip) secrets() *url.URL {
+	if rt.url == nil {
+		u := *rt.req.URL
+		rt.url = &u
+	}
+	return rt.url
 }
 
 // statusError describes a response with a retryable status, for events and
