@@ -3,33 +3,54 @@
 // "footprint" log record, and gives up with an error that still reaches the
 // root cause.
 //
-// Do and Wrap retry any Go function; DoErr retries a function that returns
-// only an error. By default a call is tried 3 times, with waits of 2s and
-// 4s (sleep time × backoff^(n−1), each capped at 30s), every error is
-// retried except a Permanent one and the end of the caller's context, and
-// the loop never sleeps past the context's deadline.
+// # Functions
+//
+// [Do] and [Wrap] retry any Go function; [DoErr] retries a function that
+// returns only an error. By default a call is tried 3 times, with waits of
+// 2s and 4s (sleep time × backoff^(n−1), each capped at 30s), every error
+// is retried except a [Permanent] one and the end of the caller's context,
+// and the loop never sleeps past the context's deadline. A function that
+// knows when to come back says so with [RetryAfter].
 //
 //	user, err := retry.Do(ctx, func(ctx context.Context) (*User, error) {
 //		return api.GetUser(ctx, id)
 //	}, retry.WithMaxAttempts(5), retry.WithSleepTime(time.Second))
 //
-// NewTransport does the same for HTTP: an http.RoundTripper that drops into
-// any http.Client (and so into any SDK that accepts one). It classifies
-// each attempt's outcome into a Category, retries only what may be retried
-// (idempotent requests, or requests the server provably did not process),
-// replays request bodies, honours Retry-After, and never leaks a response
-// body or a secret of the request into a log line or an error message.
+// # HTTP
+//
+// [NewTransport] does the same for HTTP: a [Transport], an
+// [net/http.RoundTripper] that drops into any [net/http.Client] (and so
+// into any SDK that accepts one). It classifies each attempt's outcome into
+// a [Category] ([Classify], [WithClassifier]), retries only what may be
+// retried (idempotent requests, or requests the server provably did not
+// process), replays request bodies, honours Retry-After, and never leaks a
+// response body or a secret of the request into a log line or an error
+// message ([RedactURL]). The zero Transport works too.
 //
 //	client := &http.Client{Transport: retry.NewTransport(nil)}
 //
-// Each Transport spends its retries from a Budget, so that a fleet of
-// clients does not multiply the load on a server that is already down, and
-// can count every attempt, retry and outcome in Prometheus (NewMetrics,
-// WithMetrics). Footprints, metrics and the WithOnRetry hook all observe the
-// same Event values.
+// [WithRequestOptions] changes the options of one request (or one Do call)
+// through its context; [WithPrepareRetry] re-signs each retry.
 //
-// The package ports the Python module dtpyfw.core.retry: retry becomes Do,
-// retry_async becomes Do in a goroutine, retry_wrapper becomes Wrap, the
-// exceptions parameter becomes WithRetryOn or WithRetryIf, log_tries
-// becomes WithLogTries, and footprint records are written through log/slog.
+// # Overload
+//
+// Each Transport spends its retries from a [Budget], so that a fleet of
+// clients does not multiply the load on a server that is already down;
+// [WithBudget] shares one, or turns it off.
+//
+// # Observing
+//
+// Every attempt, retry and give-up is an [Event], with an [EventKind]. The
+// loop hands each event to its observers: footprints through log/slog
+// ([WithLogger], [WithLogTries]), Prometheus counters ([NewMetrics],
+// [WithMetrics]), and the hooks of [WithOnAttempt] and [WithOnRetry].
+//
+// # Errors
+//
+// When the loop gives up on an error it returns an [*Error] with the
+// attempts made, the last error and, when it stopped early, the Cause
+// ([ErrBudgetExhausted], [ErrNotIdempotent], [ErrNotReplayable], or the
+// context's error and cause); errors.Is and errors.As reach all of them.
+// An invalid option is an error wrapping [ErrInvalidOption]; see
+// [CheckOptions].
 package retry

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -48,9 +49,9 @@ type Error struct {
 func (e *Error) Error() string {
 	var msg string
 	if e.Cause != nil {
-		msg = fmt.Sprintf("retry: stopped after %d %s (%v): %v", e.Attempts, plural(e.Attempts), e.Cause, e.Err)
+		msg = fmt.Sprintf("retry: stopped after %d %s (%s): %s", e.Attempts, plural(e.Attempts), unprefixed(e.Cause), unprefixed(e.Err))
 	} else {
-		msg = fmt.Sprintf("retry: giving up after %d %s: %v", e.Attempts, plural(e.Attempts), e.Err)
+		msg = fmt.Sprintf("retry: giving up after %d %s: %s", e.Attempts, plural(e.Attempts), unprefixed(e.Err))
 	}
 	return redactText(msg, e.url)
 }
@@ -62,6 +63,16 @@ func (e *Error) Unwrap() []error {
 		return []error{e.Cause, e.Err}
 	}
 	return []error{e.Err}
+}
+
+// unprefixed returns err's text without this package's "retry: " prefix,
+// so that a message says "retry:" once: "retry: stopped after 1 attempt
+// (retry budget exhausted): server answered 503 Service Unavailable".
+func unprefixed(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return strings.TrimPrefix(err.Error(), "retry: ")
 }
 
 func plural(n int) string {

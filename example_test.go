@@ -8,8 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/retrykit/retry"
 )
@@ -265,4 +269,114 @@ func ExampleTransport_zero() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.StatusCode, string(body))
 	// Output: 200 ok
+}
+
+func ExampleNewMetrics() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway) // always failing
+	}))
+	defer srv.Close()
+
+	reg := prometheus.NewRegistry() // or nil for prometheus.DefaultRegisterer
+	m, err := retry.NewMetrics(reg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client := retry.NewClient(retry.WithMetrics(m), retry.WithName("inventory"),
+		retry.WithSleepTime(time.Millisecond), quiet)
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+
+	families, _ := reg.Gather()
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			if c := s.GetCounter(); c != nil {
+				var labels []string
+				for _, l := range s.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				sort.Strings(labels)
+				fmt.Println(f.GetName(), strings.Join(labels, " "), c.GetValue())
+			}
+		}
+	}
+	// Output:
+	// retry_http_attempts_total category=server_error client=inventory method=GET 3
+	// retry_http_requests_total client=inventory method=GET outcome=exhausted 1
+	// retry_http_retries_total category=server_error client=inventory method=GET 2
+}
+
+func ExampleCheckOptions() {
+	// Options read from configuration: check them before NewTransport,
+	// which panics on an invalid one.
+	attempts, sleep := 0, -time.Second
+	err := retry.CheckOptions(retry.WithMaxAttempts(attempts), retry.WithSleepTime(sleep))
+	fmt.Println(errors.Is(err, retry.ErrInvalidOption))
+	fmt.Println(err)
+	// Output:
+	// true
+	// retry: invalid option: WithMaxAttempts(0): must be at least 1
+}
+
+func ExampleClassifier() {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		if hits == 1 {
+			// This API answers 409 while a resource is still being created.
+			w.WriteHeader(http.StatusConflict)
+			return
+		}
+		fmt.Fprint(w, "created")
+	}))
+	defer srv.Close()
+
+	// Retry 409 as a server error; leave everything else to Classify.
+	classify := func(resp *http.Response, err error) retry.Category {
+		if resp != nil && resp.StatusCode == http.StatusConflict {
+			return retry.ServerError
+		}
+		return retry.Classify(resp, err)
+	}
+	client := retry.NewClient(retry.WithClassifier(classify), retry.WithSleepTime(time.Millisecond))
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body), "after", hits, "attempts")
+	// Output: 200 created after 2 attempts
+}
+
+func ExampleWithOnAttempt() {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		if hits == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+
+	// A request log: one line per attempt, the last (successful) one too.
+	logAttempt := func(ev retry.Event) {
+		fmt.Println(ev.Kind, ev.Attempt, ev.Method, ev.Response.StatusCode, ev.Category)
+	}
+	client := retry.NewClient(retry.WithOnAttempt(logAttempt), retry.WithSleepTime(time.Millisecond))
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	// Output:
+	// attempt 1 GET 503 server_error
+	// attempt 2 GET 200 success
 }

@@ -271,6 +271,8 @@ func (rt *roundTrip) send(ctx context.Context) (*http.Response, sent, error) {
 	return resp, s, nil
 }
 
+// errNilResponse is wrapped by the error of a base RoundTripper that
+// broke its contract, which names the base's type as net/http does.
 var errNilResponse = errors.New("retry: the base RoundTripper returned neither a response nor an error")
 
 // baseRoundTrip calls base and holds it to the RoundTripper contract, as
@@ -284,7 +286,7 @@ func baseRoundTrip(base http.RoundTripper, r *http.Request) (*http.Response, err
 		}
 		return nil, err
 	case err == nil && resp == nil:
-		return nil, errNilResponse
+		return nil, fmt.Errorf("%w (%T)", errNilResponse, base)
 	case err == nil && resp.Body == nil:
 		resp.Body = http.NoBody
 	}

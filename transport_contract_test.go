@@ -216,3 +216,30 @@ func TestZeroTransport(t *testing.T) {
 	assert.NotNil(t, tr.cfg.budget, "a zero Transport has a budget of its own, as NewTransport(nil) does")
 	tr.CloseIdleConnections()
 }
+
+// A base that returns neither a response nor an error is named by its
+// type, as net/http names a faulty RoundTripper.
+func TestTransportNamesBrokenBase(t *testing.T) {
+	neither := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) { return nil, nil }}}
+	_, err := NewTransport(neither, WithMaxAttempts(1)).RoundTrip(newReq(t, "GET", "http://svc/", nil))
+	require.ErrorIs(t, err, errNilResponse)
+	assert.Contains(t, err.Error(), "(*retry.fakeBase)")
+}
+
+// Every message says "retry:" once, however the errors nest.
+func TestErrorSaysRetryOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := &fakeBase{script: []reply{fail(syscall.ECONNRESET)}}
+		_, err := NewTransport(base, append(fast, WithBudget(&Budget{MinPerSecond: 0.0001, Ratio: 0.0001}))...).
+			RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		assert.Equal(t, "retry: stopped after 1 attempt (retry budget exhausted): connection reset by peer", err.Error())
+		assert.Equal(t, 1, strings.Count(err.Error(), "retry:"))
+
+		base = &fakeBase{script: []reply{respond(503)}}
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(500*time.Millisecond, cancel)
+		_, err = NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
+		assert.Equal(t, "retry: stopped after 1 attempt (context canceled): server answered 503 Service Unavailable", err.Error())
+	})
+}
