@@ -33,7 +33,8 @@ var ErrBudgetExhausted = errors.New("retry: retry budget exhausted")
 // and beyond that one retry for every five requests: during an outage the
 // load on the server is at most about 1.2 times what the clients ask for,
 // instead of 3 times with 3 attempts and no budget. The window slides in
-// ten steps of Window/10.
+// ten steps of Window/10, on the monotonic clock: a step of the system's
+// wall clock neither freezes nor skips it.
 //
 // Zero fields mean the defaults: Ratio 0.2, MinPerSecond 10, Window 10s.
 // Set the fields before first use and do not change them after. One
@@ -52,7 +53,11 @@ type Budget struct {
 
 	mu    sync.Mutex
 	slots [budgetSlots]budgetSlot
-	epoch int64 // the number of the newest slot since the Unix epoch
+	// origin is the first clock reading; the slots are numbered by the
+	// time since then, which Time.Sub measures on the monotonic clock
+	// (time.Now's readings carry one).
+	origin time.Time
+	epoch  int64 // the number of the newest slot since origin
 
 	// Reading the clock costs more than the rest of a successful request,
 	// so started reads it only every budgetClockEvery calls and counts the
@@ -95,11 +100,14 @@ func (b *Budget) validate() error {
 	return nil
 }
 
-// advance moves the window to now, clearing the slots that fell out of it.
-// b.mu must be held.
+// advance moves the window to now, clearing the slots that fell out of it,
+// and returns now's slot. b.mu must be held.
 func (b *Budget) advance(now time.Time, window time.Duration) *budgetSlot {
+	if b.origin.IsZero() {
+		b.origin = now
+	}
 	width := max(int64(window)/budgetSlots, 1)
-	e := now.UnixNano() / width
+	e := int64(now.Sub(b.origin)) / width
 	if gap := e - b.epoch; gap > 0 {
 		for i := int64(1); i <= min(gap, budgetSlots); i++ {
 			b.slots[(b.epoch+i)%budgetSlots] = budgetSlot{}

@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,6 +44,68 @@ func TestBudgetArithmetic(t *testing.T) {
 	}
 	assert.False(t, b2.allowRetry(t0.Add(5*time.Second)), "retries of 5s ago still count")
 	assert.True(t, b2.allowRetry(t0.Add(10*time.Second)), "those of 10s ago do not")
+}
+
+// stepWall returns tm with its wall clock moved by d (whole seconds) and
+// its monotonic reading unchanged: what time.Now returns after the system
+// clock was stepped. Nothing in package time builds such a value, so this
+// edits the wall field of time.Time (its layout: bit 63 says there is a
+// monotonic reading, bits 30-62 are the wall seconds), and checks that the
+// result behaves as intended.
+func stepWall(t *testing.T, tm time.Time, d time.Duration) time.Time {
+	t.Helper()
+	require.Zero(t, d%time.Second)
+	out := tm
+	f := reflect.ValueOf(&out).Elem().FieldByName("wall")
+	require.Equal(t, reflect.Uint64, f.Kind(), "time.Time has no wall field: update stepWall")
+	wall := (*uint64)(unsafe.Pointer(f.UnsafeAddr()))
+	require.NotZero(t, *wall&(1<<63), "tm has no monotonic reading")
+	*wall += uint64(int64(d/time.Second)) << 30
+	require.Equal(t, time.Duration(0), out.Sub(tm), "the monotonic reading is unchanged")
+	require.Equal(t, d, out.Round(0).Sub(tm.Round(0)), "the wall clock moved by d")
+	return out
+}
+
+func TestBudgetWindowIgnoresWallClockStep(t *testing.T) {
+	// The system clock is stepped back an hour one second in; the
+	// monotonic clock runs on.
+	t0 := time.Now()
+	at := func(d time.Duration) time.Time {
+		if d < time.Second {
+			return t0.Add(d)
+		}
+		return stepWall(t, t0.Add(d), -time.Hour)
+	}
+	t.Run("retries", func(t *testing.T) {
+		b := &Budget{MinPerSecond: 1, Window: 10 * time.Second, Ratio: 0.001} // 10 retries per window
+		for i := range 10 {
+			require.True(t, b.allowRetry(at(0)), "retry %d", i+1)
+		}
+		assert.False(t, b.allowRetry(at(2*time.Second)), "the 10 retries of 2s ago still count")
+		assert.True(t, b.allowRetry(at(10*time.Second)), "10s later they have left the window")
+		for i := range 9 {
+			require.True(t, b.allowRetry(at(12*time.Second)), "retry %d", i+1)
+		}
+		assert.False(t, b.allowRetry(at(15*time.Second)))
+		assert.True(t, b.allowRetry(at(22*time.Second)), "the window keeps sliding")
+	})
+	t.Run("requests", func(t *testing.T) {
+
+		// Requests slide out of the window on the same clock. 33 requests read
+		// the clock twice (requests 1 and 33) and leave none pending.
+		r := &Budget{MinPerSecond: 0.0001, Window: 10 * time.Second, Ratio: 1}
+		now := t0
+		clock := func() time.Time { return now }
+		for range budgetClockEvery + 1 {
+			r.started(clock)
+		}
+		now = at(11 * time.Second)
+		assert.False(t, r.allowRetry(now), "the requests of 11s ago no longer buy retries")
+		for range budgetClockEvery {
+			r.started(clock)
+		}
+		assert.True(t, r.allowRetry(now), "those of now do")
+	})
 }
 
 func TestBudgetDefaults(t *testing.T) {

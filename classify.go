@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"syscall"
 )
@@ -34,19 +35,22 @@ const (
 	// flight (net.Error Timeout, the base's ResponseHeaderTimeout, the
 	// per-attempt timeout).
 	Timeout
-	// DialError: the connection could not be made, so the request was
-	// never sent (connection refused, no route, dial timeout, a temporary
-	// DNS failure).
+	// DialError: the connection, to the server or to the proxy, could not
+	// be made, so the request was never sent (connection refused, no
+	// route, dial timeout, a temporary DNS failure).
 	DialError
-	// ConnectionError: the connection failed with the request in flight
-	// (reset, broken pipe, EOF, closed connection, HTTP/2 GOAWAY or stream
-	// errors). The server may have processed the request.
+	// ConnectionError: the connection failed with the request possibly in
+	// flight (reset, broken pipe, EOF, closed connection, no route on an
+	// established connection, HTTP/2 GOAWAY, stream errors or a connection
+	// closed under the request). The server may have processed the
+	// request.
 	ConnectionError
-	// Fatal: retrying cannot help (certificate problems, unsupported
-	// scheme, invalid header, malformed response, DNS "no such host"), or
-	// the error is not one the classifier recognises.
+	// Fatal: retrying cannot help (certificate problems, a TLS alert from
+	// the peer, unsupported scheme, invalid header, malformed response, DNS
+	// "no such host"), or the error is not one the classifier recognises.
 	Fatal
-	// Canceled: the caller's context ended.
+	// Canceled: the caller's context ended. The Transport decides this
+	// from the request's context; Classify never returns it.
 	Canceled
 )
 
@@ -101,24 +105,46 @@ type Classifier func(*http.Response, error) Category
 //	below 100 or above 599           ClientError (not retried)
 //
 // For an error it looks through *url.Error and %w wrapping with errors.Is
-// and errors.As, in this order:
+// and errors.As. "The op" below is the outermost *net.OpError in the chain,
+// or, when that is net/http's Op "proxyconnect" (an error in reaching a
+// proxy) and wraps another *net.OpError, that one. In this order:
 //   - certificate errors (x509.UnknownAuthorityError, x509.HostnameError,
 //     x509.CertificateInvalidError, *tls.CertificateVerificationError,
-//     tls.RecordHeaderError), http.ErrSchemeMismatch: Fatal;
+//     tls.RecordHeaderError), TLS alerts (tls.AlertError, or an op "remote
+//     error", which is how crypto/tls reports an alert from the peer),
+//     http.ErrSchemeMismatch: Fatal;
 //   - *net.DNSError: "no such host" is Fatal, any other DialError;
-//   - *net.OpError with Op "dial" (a dial timeout too), ECONNREFUSED,
-//     ENETUNREACH, EHOSTUNREACH: DialError;
+//   - an op "dial" (a dial timeout too, and a proxy's failed dial), or
+//     ECONNREFUSED outside any op or under "proxyconnect": DialError. Only
+//     the dial proves the request was not sent: Linux also reports
+//     EHOSTUNREACH and ENETUNREACH on an established connection, and TCP
+//     reports ECONNREFUSED only for a refused connect, so on a read or
+//     write it comes from a datagram socket, after the request may have
+//     gone out;
 //   - an error with Timeout() true, context.DeadlineExceeded: Timeout;
-//   - ECONNRESET, ECONNABORTED, EPIPE, io.EOF, io.ErrUnexpectedEOF,
-//     net.ErrClosed, any other *net.OpError: ConnectionError;
-//   - context.Canceled (not the caller's): Canceled.
+//   - any other op, ECONNRESET, ECONNABORTED, EPIPE, EHOSTUNREACH,
+//     ENETUNREACH, ECONNREFUSED, io.EOF, io.ErrUnexpectedEOF,
+//     net.ErrClosed: ConnectionError;
+//   - context.Canceled: ConnectionError. The Transport has ruled out the
+//     caller's cancel (from the request's context) and the per-attempt
+//     timeout (its own error) before it calls the classifier, and net/http
+//     sometimes fails a live request with context.Canceled.
 //
 // net/http exports no type for some errors, so these are matched by their
-// text: "unsupported protocol scheme", "invalid header field",
-// "malformed HTTP" (Fatal); "server closed idle connection", "http2: server
-// sent GOAWAY", "stream error", "client connection lost" (ConnectionError).
+// text. A proxy that refuses CONNECT (to an https URL) yields, in Go 1.26,
+// errors.New of its status line's reason phrase alone: an error of exactly
+// that type, last in the chain, whose whole text is the standard reason
+// phrase of 429 or of a 5xx but 501 and 505 ("Service Unavailable") is
+// classified as that status would be (Throttled, ServerError); another
+// reason phrase or status is Fatal. Within the message: "unsupported
+// protocol scheme", "invalid header field", "malformed HTTP" (Fatal);
+// "server closed idle connection", "http2: server sent GOAWAY", "stream
+// error", "client connection lost", "http2: client connection force closed
+// via ClientConn.Close" (a failed write of another request on the HTTP/2
+// connection closed it), "http2: client conn is closed" (ConnectionError).
 // Any other error is Fatal: an error the classifier does not understand is
 // not retried. Wrap Classify in a Classifier of your own to change that.
+// Classify is pure: it reads no clock and does no I/O.
 func Classify(resp *http.Response, err error) Category {
 	if err == nil {
 		if resp == nil {
@@ -146,17 +172,35 @@ func classifyStatus(code int) Category {
 }
 
 func classifyError(err error) Category {
-	// Certificates and protocol mismatches: the next attempt fails the same way.
+	// Certificates, TLS alerts and protocol mismatches: the next attempt
+	// fails the same way.
 	var (
 		unknownAuthority x509.UnknownAuthorityError
 		hostname         x509.HostnameError
 		invalidCert      x509.CertificateInvalidError
 		verification     *tls.CertificateVerificationError
 		recordHeader     tls.RecordHeaderError
+		alert            tls.AlertError
 	)
 	if errors.As(err, &unknownAuthority) || errors.As(err, &hostname) ||
 		errors.As(err, &invalidCert) || errors.As(err, &verification) ||
-		errors.As(err, &recordHeader) || errors.Is(err, http.ErrSchemeMismatch) {
+		errors.As(err, &recordHeader) || errors.As(err, &alert) ||
+		errors.Is(err, http.ErrSchemeMismatch) {
+		return Fatal
+	}
+	// op is the outermost *net.OpError; for an error in reaching a proxy
+	// ("proxyconnect"), the one it wraps, if any.
+	var op *net.OpError
+	isOp := errors.As(err, &op)
+	if isOp && op.Op == "proxyconnect" {
+		var inner *net.OpError
+		if errors.As(op.Err, &inner) {
+			op = inner
+		}
+	}
+	// crypto/tls reports an alert from the peer as Op "remote error" (its
+	// alert type is unexported).
+	if isOp && op.Op == "remote error" {
 		return Fatal
 	}
 
@@ -167,10 +211,13 @@ func classifyError(err error) Category {
 		}
 		return DialError
 	}
-	var opErr *net.OpError
-	isOp := errors.As(err, &opErr)
-	if isOp && opErr.Op == "dial" || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH) {
+	// Only the dial proves that nothing was sent: EHOSTUNREACH and
+	// ENETUNREACH also end established connections. TCP reports
+	// ECONNREFUSED only for a refused connect, which Go reports as a dial;
+	// on a read or write it comes from a datagram socket (an ICMP port
+	// unreachable), after the request may have gone out.
+	if isOp && op.Op == "dial" ||
+		(!isOp || op.Op == "proxyconnect") && errors.Is(err, syscall.ECONNREFUSED) {
 		return DialError
 	}
 
@@ -179,21 +226,70 @@ func classifyError(err error) Category {
 		return Timeout
 	}
 
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isOp {
+	// context.Canceled here is not the caller's (the Transport checked its
+	// context first) nor the attempt's timeout (its own error type): net/http
+	// sometimes fails a live request with it.
+	if isOp || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) {
 		return ConnectionError
 	}
-	if errors.Is(err, context.Canceled) {
-		return Canceled
-	}
 
+	if code, ok := proxyConnectStatus(err); ok {
+		return classifyStatus(code)
+	}
 	// net/http exports no type for these; match the text it uses.
 	msg := err.Error()
-	for _, s := range [...]string{"server closed idle connection", "http2: server sent GOAWAY", "stream error", "client connection lost"} {
+	for _, s := range connectionErrorTexts {
 		if strings.Contains(msg, s) {
 			return ConnectionError
 		}
 	}
 	return Fatal
+}
+
+// connectionErrorTexts are the texts of net/http's unexported errors of a
+// connection that failed with the request in flight.
+var connectionErrorTexts = [...]string{
+	"server closed idle connection",
+	"http2: server sent GOAWAY",
+	"stream error",
+	"client connection lost",
+	"http2: client connection force closed via ClientConn.Close",
+	"http2: client conn is closed",
+}
+
+// proxyRetryStatuses are the answers of a proxy to CONNECT that are
+// retried: those retried from an origin, but 408 and 425.
+var proxyRetryStatuses = [...]int{
+	http.StatusTooManyRequests,
+	http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable,
+	http.StatusGatewayTimeout, http.StatusVariantAlsoNegotiates, http.StatusInsufficientStorage,
+	http.StatusLoopDetected, http.StatusNotExtended, http.StatusNetworkAuthenticationRequired,
+}
+
+// errorStringType is the type of errors.New's errors.
+var errorStringType = reflect.TypeOf(errors.New(""))
+
+// proxyConnectStatus recognises a proxy's refusal of CONNECT with one of
+// proxyRetryStatuses. net/http reports it as errors.New of the status
+// line's text after the code ("Service Unavailable"), with no type or code
+// to go by, so this matches only an error of that type, at the end of the
+// chain, whose text is exactly a status's standard text.
+func proxyConnectStatus(err error) (int, bool) {
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
+		err = u
+	}
+	if reflect.TypeOf(err) != errorStringType {
+		return 0, false
+	}
+	msg := err.Error()
+	for _, code := range proxyRetryStatuses {
+		if msg == http.StatusText(code) {
+			return code, true
+		}
+	}
+	return 0, false
 }

@@ -38,6 +38,18 @@ func TestClassifyStatus(t *testing.T) {
 	}
 }
 
+// textErr is an error of a type of its own with a given text.
+type textErr string
+
+func (e textErr) Error() string { return string(e) }
+
+// proxyRefusal is the error of net/http for a proxy that answered CONNECT
+// with code: the reason phrase alone.
+func proxyRefusal(code int) error { return errors.New(http.StatusText(code)) }
+
+// proxyConnect wraps err as net/http does an error in reaching a proxy.
+func proxyConnect(err error) error { return &net.OpError{Op: "proxyconnect", Net: "tcp", Err: err} }
+
 type timeoutErr struct{}
 
 func (timeoutErr) Error() string   { return "i/o timeout" }
@@ -56,7 +68,37 @@ func TestClassifyError(t *testing.T) {
 		{"connection refused", opErr("dial", syscall.ECONNREFUSED), DialError},
 		{"bare ECONNREFUSED", syscall.ECONNREFUSED, DialError},
 		{"no route", opErr("dial", syscall.EHOSTUNREACH), DialError},
-		{"network unreachable", syscall.ENETUNREACH, DialError},
+		{"network unreachable", opErr("dial", syscall.ENETUNREACH), DialError},
+		{"no route on read", opErr("read", syscall.EHOSTUNREACH), ConnectionError},
+		{"network unreachable on write", opErr("write", syscall.ENETUNREACH), ConnectionError},
+		{"bare no route", syscall.EHOSTUNREACH, ConnectionError},
+		{"bare network unreachable", syscall.ENETUNREACH, ConnectionError},
+		{"refused on read", opErr("read", syscall.ECONNREFUSED), ConnectionError},
+		{"proxy dial refused", proxyConnect(opErr("dial", syscall.ECONNREFUSED)), DialError},
+		{"proxy dial no route", proxyConnect(opErr("dial", syscall.EHOSTUNREACH)), DialError},
+		{"proxy dial timeout", proxyConnect(&net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}), DialError},
+		{"proxy DNS failure", proxyConnect(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}}), DialError},
+		{"proxy handshake reset", proxyConnect(opErr("read", syscall.ECONNRESET)), ConnectionError},
+		{"proxy read no route", proxyConnect(opErr("read", syscall.EHOSTUNREACH)), ConnectionError},
+		{"proxy bare refused", proxyConnect(syscall.ECONNREFUSED), DialError},
+		{"proxy bare no route", proxyConnect(syscall.EHOSTUNREACH), ConnectionError},
+		{"TLS alert from server", &net.OpError{Op: "remote error", Err: tls.AlertError(116)}, Fatal},
+		{"TLS alert, untyped", &net.OpError{Op: "remote error", Err: errors.New("tls: internal error")}, Fatal},
+		{"TLS alert via proxy", proxyConnect(&net.OpError{Op: "remote error", Err: tls.AlertError(42)}), Fatal},
+		{"QUIC TLS alert", fmt.Errorf("%w%.0w", errors.New("handshake failed"), tls.AlertError(40)), Fatal},
+		{"proxy CONNECT 503", proxyRefusal(503), ServerError},
+		{"proxy CONNECT 502", proxyRefusal(502), ServerError},
+		{"proxy CONNECT 504", proxyRefusal(504), ServerError},
+		{"proxy CONNECT 429", proxyRefusal(429), Throttled},
+		{"proxy CONNECT 501", proxyRefusal(501), Fatal},
+		{"proxy CONNECT 505", proxyRefusal(505), Fatal},
+		{"proxy CONNECT 407", proxyRefusal(407), Fatal},
+		{"proxy CONNECT no status", errors.New("unknown status code"), Fatal},
+		{"status text in a longer message", errors.New("upstream: Service Unavailable"), Fatal},
+		{"status text of another type", textErr("Service Unavailable"), Fatal},
+		{"status text wrapping more", fmt.Errorf("Service Unavailable%.0w", errors.New("x")), Fatal},
+		{"HTTP/2 sibling broke the connection", errors.New("http2: client connection force closed via ClientConn.Close"), ConnectionError},
+		{"HTTP/2 connection closed under a body", errors.New("http2: client conn is closed"), ConnectionError},
 		{"dial timeout", &net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}, DialError},
 		{"temporary DNS failure", &net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true}, DialError},
 		{"DNS timeout", &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}, DialError},
@@ -76,7 +118,7 @@ func TestClassifyError(t *testing.T) {
 		{"header timeout", timeoutErr{}, Timeout},
 		{"deadline", context.DeadlineExceeded, Timeout},
 		{"attempt timeout", &attemptTimeoutError{}, Timeout},
-		{"canceled", context.Canceled, Canceled},
+		{"spurious canceled", context.Canceled, ConnectionError},
 		{"unknown authority", x509.UnknownAuthorityError{}, Fatal},
 		{"hostname", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "x"}, Fatal},
 		{"invalid cert", x509.CertificateInvalidError{Reason: x509.Expired}, Fatal},
@@ -88,12 +130,27 @@ func TestClassifyError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, Classify(nil, tt.err), "raw")
-			assert.Equal(t, tt.want, Classify(nil, fmt.Errorf("op: %w", tt.err)), "%%w-wrapped")
-			assert.Equal(t, tt.want, Classify(nil, &url.Error{Op: "Get", URL: "http://x", Err: tt.err}), "*url.Error")
+			assert.Equal(t, tt.want.String(), Classify(nil, tt.err).String(), "raw")
+			assert.Equal(t, tt.want.String(), Classify(nil, fmt.Errorf("op: %w", tt.err)).String(), "%%w-wrapped")
+			assert.Equal(t, tt.want.String(), Classify(nil, &url.Error{Op: "Get", URL: "http://x", Err: tt.err}).String(), "*url.Error")
 		})
 	}
 	assert.Equal(t, Fatal, Classify(nil, nil), "no response and no error")
+}
+
+func TestClassifyProxyConnectRefusal(t *testing.T) {
+	// Every status with a standard reason phrase: 429 and the 5xx retried
+	// from an origin are retried from a proxy too; the rest stay Fatal.
+	for code := 100; code < 600; code++ {
+		if http.StatusText(code) == "" {
+			continue
+		}
+		want := Fatal
+		if code == 429 || code >= 500 && code != 501 && code != 505 {
+			want = Classify(&http.Response{StatusCode: code}, nil)
+		}
+		assert.Equal(t, want.String(), Classify(nil, &url.Error{Op: "Get", URL: "https://x", Err: proxyRefusal(code)}).String(), "CONNECT answered %d", code)
+	}
 }
 
 func TestClassifyRealDialError(t *testing.T) {
@@ -132,6 +189,13 @@ var fuzzErrors = []error{
 	x509.UnknownAuthorityError{},
 	http.ErrSchemeMismatch,
 	errors.New("something else"),
+	&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.EHOSTUNREACH)},
+	&net.OpError{Op: "remote error", Err: tls.AlertError(116)},
+	proxyRefusal(503),
+	errors.New("http2: client connection force closed via ClientConn.Close"),
+	context.Canceled, // not the caller's: its context is live
+	proxyConnect(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}),
+	proxyRefusal(429),
 }
 
 // FuzzClassify checks the classifier and the retry decision built on it
@@ -160,6 +224,9 @@ func FuzzClassify(f *testing.F) {
 		cat := Classify(resp, err)
 		if cat < Unknown || cat > Canceled || cat.String() == "unknown" {
 			t.Fatalf("Classify(%d, %v) = %d", status, err, cat)
+		}
+		if cat == Canceled {
+			t.Fatalf("Classify(%d, %v) = Canceled: that is the Transport's to decide", status, err)
 		}
 		if !validMethod(method) {
 			return

@@ -190,8 +190,13 @@ type sent struct {
 // attempt makes the next attempt and judges its result.
 func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, verdict, error) {
 	resp, s, err := rt.send(ctx)
-	if s.fatal != nil {
+	switch {
+	case s.fatal != nil:
 		return nil, verdict{stop: true, err: s.fatal, category: Fatal, outcome: s.outcome}, s.fatal
+	case err != nil && ctx.Err() != nil:
+		// The caller gave up: that is decided from its context, before and
+		// without the classifier (see Classifier).
+		return nil, verdict{err: err, category: Canceled, byContext: true}, err
 	}
 	return resp, rt.judge(resp, err, s.replayable), err
 }
