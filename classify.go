@@ -293,3 +293,36 @@ func proxyConnectStatus(err error) (int, bool) {
 	}
 	return 0, false
 }
+
+// mayRetry is the idempotency rule: whether req may be sent again after an
+// attempt that failed with the retryable category cat (resp or err being
+// that attempt's result). An idempotent request may (see isIdempotent);
+// any other only when the server provably did not process it: the
+// connection was never made (DialError), the server said so (429, 503), or
+// a proxy refused the tunnel to it (a CONNECT answered 429 or 5xx, so the
+// request never left the client).
+func mayRetry(req *http.Request, resp *http.Response, err error, cat Category) bool {
+	switch {
+	case isIdempotent(req), cat == DialError:
+		return true
+	case resp != nil:
+		return resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
+	}
+	_, refused := proxyConnectStatus(err)
+	return refused
+}
+
+// isIdempotent reports whether req may be sent twice with the effect of
+// once: its method is GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110,
+// section 9.2.2), or it carries an Idempotency-Key or X-Idempotency-Key
+// header. As in net/http, a key that is present counts even when its value
+// is empty (the Prometheus API client marks its read POSTs so).
+func isIdempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}

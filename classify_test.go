@@ -236,7 +236,8 @@ func FuzzClassify(f *testing.F) {
 			return
 		}
 		idempotent := isIdempotent(req)
-		provablyUnprocessed := cat == DialError || resp != nil && (status == 429 || status == 503)
+		_, proxyRefused := proxyConnectStatus(err) // the request never left the client
+		provablyUnprocessed := cat == DialError || resp != nil && (status == 429 || status == 503) || proxyRefused
 		want := cat.Retryable() && (idempotent || provablyUnprocessed)
 
 		base := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
@@ -263,4 +264,46 @@ func validMethod(m string) bool {
 		}
 	}
 	return true
+}
+
+func TestMayRetry(t *testing.T) {
+	proxyRefused := &url.Error{Op: "Post", URL: "https://svc/", Err: errors.New("Service Unavailable")}
+	tests := []struct {
+		name   string
+		method string
+		header []string // key, value (nil value: present with no value)
+		resp   int      // 0: no response
+		err    error
+		cat    Category
+		want   bool
+	}{
+		{"GET reset", "GET", nil, 0, syscall.ECONNRESET, ConnectionError, true},
+		{"empty method is GET", "", nil, 500, nil, ServerError, true},
+		{"DELETE 500", "DELETE", nil, 500, nil, ServerError, true},
+		{"POST reset", "POST", nil, 0, syscall.ECONNRESET, ConnectionError, false},
+		{"POST 500", "POST", nil, 500, nil, ServerError, false},
+		{"POST 503", "POST", nil, 503, nil, ServerError, true},
+		{"POST 429", "POST", nil, 429, nil, Throttled, true},
+		{"POST dial error", "POST", nil, 0, syscall.ECONNREFUSED, DialError, true},
+		{"POST proxy refused CONNECT", "POST", nil, 0, proxyRefused, ServerError, true},
+		{"POST with Idempotency-Key", "POST", []string{"Idempotency-Key", "k1"}, 500, nil, ServerError, true},
+		{"POST with an empty Idempotency-Key", "POST", []string{"Idempotency-Key", ""}, 500, nil, ServerError, true},
+		{"PATCH with X-Idempotency-Key", "PATCH", []string{"X-Idempotency-Key", "k1"}, 0, syscall.ECONNRESET, ConnectionError, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := &http.Request{Method: tt.method, Header: http.Header{}}
+			if tt.header != nil {
+				req.Header[tt.header[0]] = nil // present, as net/http reads it
+				if tt.header[1] != "" {
+					req.Header.Set(tt.header[0], tt.header[1])
+				}
+			}
+			var resp *http.Response
+			if tt.resp != 0 {
+				resp = &http.Response{StatusCode: tt.resp}
+			}
+			assert.Equal(t, tt.want, mayRetry(req, resp, tt.err, tt.cat))
+		})
+	}
 }

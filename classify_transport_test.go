@@ -201,14 +201,17 @@ func (p *connectProxy) pipe(dst net.Conn, src io.Reader, other net.Conn) {
 
 func TestTransportProxyConnectRefusalIsRetried(t *testing.T) {
 	for _, tc := range []struct {
+		method string // a POST too: the request never left the client
 		status int
 		want   Category
 	}{
-		{http.StatusServiceUnavailable, ServerError},
-		{http.StatusBadGateway, ServerError},
-		{http.StatusTooManyRequests, Throttled},
+		{"GET", http.StatusServiceUnavailable, ServerError},
+		{"GET", http.StatusBadGateway, ServerError},
+		{"GET", http.StatusTooManyRequests, Throttled},
+		{"POST", http.StatusBadGateway, ServerError},
+		{"POST", http.StatusServiceUnavailable, ServerError},
 	} {
-		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+		t.Run(tc.method+" "+http.StatusText(tc.status), func(t *testing.T) {
 			origin := h.NewTLSServer(t, h.Status(200).Body("ok"))
 			proxy := newConnectProxy(t, tc.status)
 			proxyURL, err := url.Parse(proxy.URL)
@@ -217,7 +220,7 @@ func TestTransportProxyConnectRefusalIsRetried(t *testing.T) {
 			defer base.CloseIdleConnections()
 
 			var c classified
-			resp, err := NewTransport(base, append(quick, c.option())...).RoundTrip(newReq(t, "GET", origin.URL+"/x", nil))
+			resp, err := NewTransport(base, append(quick, c.option())...).RoundTrip(newReq(t, tc.method, origin.URL+"/x", strings.NewReader("payload")))
 			require.NoError(t, err)
 			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()

@@ -310,7 +310,7 @@ func (rt *roundTrip) judge(resp *http.Response, err error, replayable bool) verd
 		// Also an error that a classifier calls Success: an error is never
 		// turned into a nil response with a nil error.
 		return verdict{stop: true, err: err, category: cat, outcome: outcomeNotRetryable}
-	case !rt.mayRetry(cat, resp):
+	case !rt.c.http.retryNonIdempotent && !mayRetry(rt.req, resp, err, cat):
 		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotIdempotent), category: cat, outcome: outcomeNotRetryable}
 	case !replayable:
 		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotReplayable), category: cat, outcome: outcomeBodyNotReplayable}
@@ -329,24 +329,6 @@ func (rt *roundTrip) notRetried(err error, cat Category, reason error) error {
 		return nil
 	}
 	return &Error{Attempts: rt.n, Err: err, Category: cat, Cause: reason, url: rt.secrets()}
-}
-
-// mayRetry applies the idempotency rule.
-func (rt *roundTrip) mayRetry(cat Category, resp *http.Response) bool {
-	if rt.c.http.retryNonIdempotent || isIdempotent(rt.req) {
-		return true
-	}
-	// The server provably did not process the request.
-	return cat == DialError || resp != nil &&
-		(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable)
-}
-
-func isIdempotent(req *http.Request) bool {
-	switch req.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return len(req.Header["Idempotency-Key"]) > 0 || len(req.Header["X-Idempotency-Key"]) > 0
 }
 
 func (rt *roundTrip) method() string {
