@@ -20,6 +20,37 @@ const (
 // the attempt got a response, that response is returned as it is.)
 var ErrBudgetExhausted = errors.New("retry: retry budget exhausted")
 
+// A RetryBudget decides whether a retry may be spent, from what it is told
+// of the calls that use it. WithBudget installs one; *Budget is this
+// package's implementation, and another (a budget shared by a fleet
+// through a store) can replace it. The contract, like net/http's
+// CookieJar's:
+//
+//   - The loop calls Started once per call (a Transport's RoundTrip, a Do),
+//     before its first attempt; Attempted after each attempt that was not
+//     cut short by the caller's context; and AllowRetry before each retry,
+//     only when every other rule (attempts, deadline, Retry-After) allows
+//     it. A retry is made exactly when AllowRetry returned true, so a true
+//     answer spends one retry.
+//   - host is the destination, the request's URL.Host for a Transport
+//     ("api.example.com", "10.0.0.7:8443"), and "" for Do. It never holds
+//     a path, a query or a header.
+//   - Implementations must be safe for concurrent use and return at once:
+//     they run on every request's path, so they must not block on I/O and
+//     should not allocate.
+type RetryBudget interface {
+	// Started records that a call to host starts.
+	Started(host string)
+	// Attempted records how an attempt to host ended: failed is true when
+	// it failed in a way worth retrying (a retryable category: the host
+	// looks unhealthy), false otherwise (a success, or an answer such as
+	// 404 that says nothing about the host's health).
+	Attempted(host string, failed bool)
+	// AllowRetry reports whether a retry to host may be made now; true
+	// spends it.
+	AllowRetry(host string) bool
+}
+
 // A Budget caps retries in proportion to requests, so that a fleet of
 // clients does not multiply the load on a server that is already failing
 // (a retry storm). It is in the spirit of Finagle's RetryBudget and gRPC's
@@ -35,6 +66,9 @@ var ErrBudgetExhausted = errors.New("retry: retry budget exhausted")
 // instead of 3 times with 3 attempts and no budget. The window slides in
 // ten steps of Window/10, on the monotonic clock: a step of the system's
 // wall clock neither freezes nor skips it.
+//
+// Budget implements RetryBudget. It counts every host together: its window
+// is one per Budget, whatever host the calls go to.
 //
 // Zero fields mean the defaults: Ratio 0.2, MinPerSecond 10, Window 10s.
 // Set the fields before first use and do not change them after. One
@@ -116,6 +150,18 @@ func (b *Budget) advance(now time.Time, window time.Duration) *budgetSlot {
 	}
 	return &b.slots[((e%budgetSlots)+budgetSlots)%budgetSlots]
 }
+
+// Started counts a call that starts now; see RetryBudget. A nil *Budget
+// does nothing.
+func (b *Budget) Started(string) { b.started(time.Now) }
+
+// Attempted is part of RetryBudget; a Budget counts calls and retries, not
+// attempts, so it does nothing.
+func (b *Budget) Attempted(string, bool) {}
+
+// AllowRetry reports whether a retry now fits in the budget, and if so
+// spends it; see RetryBudget. A nil *Budget allows every retry.
+func (b *Budget) AllowRetry(string) bool { return b.allowRetry(time.Now()) }
 
 // started counts a request that starts now. It calls now only every
 // budgetClockEvery requests, and takes no lock in between; the requests

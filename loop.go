@@ -33,10 +33,10 @@ type verdict struct {
 // hooks adapt the loop to what is being retried: a function (Do) or an HTTP
 // request (Transport).
 //
-// The controller (named in footprints) and the request's method (for
-// metric labels, "" for Do) are parameters of run rather than fields here:
-// escape analysis treats a struct as a whole, and a string that reaches the
-// logger would send the closures to the heap with it.
+// What names the call (controller, method, host: see call) is a parameter
+// of run rather than fields here: escape analysis treats a struct as a
+// whole, and a string that reaches the logger would send the closures to
+// the heap with it.
 type hooks[T any] struct {
 	// attempt runs one attempt and judges its result.
 	attempt func(context.Context) (T, verdict, error)
@@ -51,43 +51,56 @@ type hooks[T any] struct {
 	describe func(*Event, T)
 }
 
+// call names one call of the loop for its observers and its budget.
+type call struct {
+	// controller names the caller in footprints: "retry.Do",
+	// "retry.Transport".
+	controller string
+	// method is the request's method, for metric labels ("" for Do).
+	method string
+	// host is the request's URL.Host, for the budget ("" for Do).
+	host string
+}
+
 // run calls h.attempt until the loop decides to stop, and returns the
 // call's result. The first attempt runs here and everything after a
 // failure in retrying, which keeps the success path short.
-func run[T any](ctx context.Context, c *config, controller, method string, h hooks[T]) (T, error) {
+func run[T any](ctx context.Context, c *config, cl call, h hooks[T]) (T, error) {
 	var zero T
 	if c.err != nil {
 		return zero, c.err
 	}
 	if err := ctx.Err(); err != nil {
-		c.done(ctx, controller, method, outcomeOfContext(err))
+		c.done(ctx, cl, outcomeOfContext(err))
 		return zero, contextError(ctx)
 	}
 	if c.budget != nil {
-		c.budget.started(time.Now)
+		c.budget.Started(cl.host)
 	}
-	v, vd, err := attemptOnce(ctx, c, controller, method, &h, 1)
+	v, vd, err := attemptOnce(ctx, c, cl, &h, 1)
 	if !vd.stop || vd.category.Retryable() {
-		v, vd = retrying(ctx, c, controller, method, &h, v, err, vd)
+		v, vd = retrying(ctx, c, cl, &h, v, err, vd)
 	}
 	// Every call ends with exactly one outcome.
-	c.done(ctx, controller, method, vd.outcome)
+	c.done(ctx, cl, vd.outcome)
 	return v, vd.err
 }
 
 // attemptOnce runs attempt n and tells the observers. An error that comes
 // back once the caller's context has ended is the context's doing,
 // whatever its text: the loop stops on it by the context rule.
-func attemptOnce[T any](ctx context.Context, c *config, controller, method string, h *hooks[T], n int) (T, verdict, error) {
+func attemptOnce[T any](ctx context.Context, c *config, cl call, h *hooks[T], n int) (T, verdict, error) {
 	v, vd, err := h.attempt(ctx)
 	if err != nil && ctx.Err() != nil {
 		vd = verdict{err: err, category: Canceled, byContext: true}
+	} else if c.budget != nil {
+		c.budget.Attempted(cl.host, vd.category.Retryable())
 	}
 	switch {
 	case c.onAttempt != nil:
-		emitAttemptWhole(ctx, c, controller, method, h, n, v, err, vd)
+		emitAttemptWhole(ctx, c, cl, h, n, v, err, vd)
 	case c.observes(EventAttempt):
-		c.emit(ctx, controller, &Event{Kind: EventAttempt, Attempt: n, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: method})
+		c.emit(ctx, cl.controller, &Event{Kind: EventAttempt, Attempt: n, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: cl.method})
 	}
 	return v, vd, err
 }
@@ -95,7 +108,7 @@ func attemptOnce[T any](ctx context.Context, c *config, controller, method strin
 // retrying carries on after attempt 1, whose result v, err was judged vd,
 // and returns the call's result and final verdict. Each turn decides what
 // the last attempt calls for, waits, and makes the next attempt.
-func retrying[T any](ctx context.Context, c *config, controller, method string, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
+func retrying[T any](ctx context.Context, c *config, cl call, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
 	var zero T
 	n := 1
 	held := err == nil // v is a result to hand back (a response), not a failure
@@ -107,7 +120,7 @@ func retrying[T any](ctx context.Context, c *config, controller, method string, 
 		if !vd.byContext || last.err == nil {
 			last = vd
 		}
-		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: last.err, Category: last.category, RetryAfter: -1, Method: method}
+		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: last.err, Category: last.category, RetryAfter: -1, Method: cl.method}
 		if ev.Name == "" {
 			ev.Name = h.name()
 		}
@@ -124,7 +137,7 @@ func retrying[T any](ctx context.Context, c *config, controller, method string, 
 		if dl, ok := ctx.Deadline(); ok {
 			s.hasDeadline, s.untilDeadline = true, time.Until(dl)
 		}
-		d := decide(s, c.spendRetry)
+		d := decide(s, func() bool { return c.spendRetry(cl.host) })
 
 		// Tell the observers.
 		if d.event != 0 {
@@ -132,7 +145,7 @@ func retrying[T any](ctx context.Context, c *config, controller, method string, 
 			if d.event == EventNotRetried && ev.Err == nil && ev.Response != nil {
 				ev.Err = &statusError{ev.Response.Status}
 			}
-			c.emit(ctx, controller, &ev)
+			c.emit(ctx, cl.controller, &ev)
 		}
 
 		if d.step != stepRetry {
@@ -163,20 +176,20 @@ func retrying[T any](ctx context.Context, c *config, controller, method string, 
 			continue
 		}
 		if c.observes(eventWaited) {
-			c.emit(ctx, controller, &Event{Kind: eventWaited, Delay: d.wait, Method: method})
+			c.emit(ctx, cl.controller, &Event{Kind: eventWaited, Delay: d.wait, Method: cl.method})
 		}
 		prev = d.wait
 
 		// Make the next attempt.
 		n++
-		v, vd, err = attemptOnce(ctx, c, controller, method, h, n)
+		v, vd, err = attemptOnce(ctx, c, cl, h, n)
 		held = err == nil
 	}
 }
 
-// spendRetry asks the budget, if any, for one retry.
-func (c *config) spendRetry() bool {
-	return c.budget == nil || c.budget.allowRetry(time.Now())
+// spendRetry asks the budget, if any, for one retry to host.
+func (c *config) spendRetry(host string) bool {
+	return c.budget == nil || c.budget.AllowRetry(host)
 }
 
 // situation is what decide needs to know after an attempt. The loop

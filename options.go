@@ -43,7 +43,7 @@ type (
 	nameOption        string
 	onRetryOption     func(Event)
 	onAttemptOption   func(Event)
-	budgetOption      struct{ b *Budget }
+	budgetOption      struct{ b RetryBudget }
 	metricsOption     struct{ m *Metrics }
 )
 
@@ -63,10 +63,12 @@ func (budgetOption) isOption()      {}
 func (metricsOption) isOption()     {}
 
 // WithBudget caps retries with b, shared with every other user of b; see
-// Budget. Each Transport has a budget of its own by default (a zero Budget:
-// ratio 0.2, 10 per second, 10s window); WithBudget(nil) turns it off. Do
-// has no budget unless given one. Negative or NaN fields are invalid.
-func WithBudget(b *Budget) Option { return budgetOption{b} }
+// RetryBudget and its implementation Budget. Each Transport has a budget
+// of its own by default (a zero Budget: ratio 0.2, 10 per second, 10s
+// window); WithBudget(nil), with an untyped nil or a nil *Budget, turns it
+// off. Do has no budget unless given one. A *Budget with negative or NaN
+// fields is invalid.
+func WithBudget(b RetryBudget) Option { return budgetOption{b} }
 
 // WithMetrics makes a Transport count its attempts, retries, requests and
 // waits in m, labelled with the client name of WithName ("default" if
@@ -164,7 +166,7 @@ type config struct {
 
 	// budget caps retries (nil: no cap). budgetSet tells a Transport that
 	// WithBudget was given, so that it does not install its default.
-	budget    *Budget
+	budget    RetryBudget
 	budgetSet bool
 	// metricsSrc is WithMetrics' value; metrics is it resolved for this
 	// client's name by NewTransport (nil: no metrics).
@@ -289,13 +291,16 @@ func (c *config) apply(o Option) {
 		}
 		c.http.prepareRetry = o
 	case budgetOption:
-		if o.b != nil {
-			if err := o.b.validate(); err != nil {
+		b := o.b
+		if lb, ok := b.(*Budget); ok {
+			if lb == nil {
+				b = nil // a typed nil turns the budget off too
+			} else if err := lb.validate(); err != nil {
 				c.invalid("WithBudget: %v", err)
 				return
 			}
 		}
-		c.budget, c.budgetSet = o.b, true
+		c.budget, c.budgetSet = b, true
 	case metricsOption:
 		c.metricsSrc = o.m
 	case nil:

@@ -74,7 +74,7 @@ func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(conte
 // when WithName was not given (fn itself, or the caller's function that fn
 // adapts).
 func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, error), named any) (T, error) {
-	return run(ctx, c, "retry.Do", "", hooks[T]{
+	return run(ctx, c, call{controller: "retry.Do"}, hooks[T]{
 		attempt: func(ctx context.Context) (T, verdict, error) {
 			v, err := fn(ctx)
 			return v, c.judge(err), err

@@ -127,15 +127,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err := requestError(c, req); err != nil {
 		closeBody(req)
-		c.done(req.Context(), controllerTransport, req.Method, outcomeRequestError)
+		c.done(req.Context(), call{controller: controllerTransport, method: req.Method}, outcomeRequestError)
 		return nil, err
 	}
 	rt := roundTrip{t: t, c: c, req: req}
+	cl := call{controller: controllerTransport, method: req.Method, host: req.URL.Host}
 	if err := rt.body.prepare(req, c.http.maxBufferedBody); err != nil {
-		c.done(req.Context(), controllerTransport, req.Method, outcomeRequestError)
+		c.done(req.Context(), cl, outcomeRequestError)
 		return nil, err
 	}
-	resp, err := run(req.Context(), c, controllerTransport, req.Method, hooks[*http.Response]{
+	resp, err := run(req.Context(), c, cl, hooks[*http.Response]{
 		attempt:  rt.attempt,
 		release:  drainAndClose,
 		name:     rt.name,
