@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"time"
 )
 
@@ -17,10 +16,10 @@ var ErrInvalidOption = errors.New("retry: invalid option")
 
 // An Option configures Do, DoErr, Wrap and NewTransport. Options are
 // applied in order; where an option is given twice, the last one wins.
-// Options that concern HTTP only (WithClassifier, WithRetryNonIdempotent,
-// WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader,
-// WithPrepareRetry, WithMetrics) are accepted and ignored by Do, so that
-// one option list can serve both.
+// Options that concern HTTP only (listed in transport_options.go:
+// WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
+// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics) are
+// accepted and ignored by Do, so that one option list can serve both.
 //
 // Options are plain values: building them once and passing them to many
 // calls is safe and cheap.
@@ -44,7 +43,6 @@ type (
 	onRetryOption     func(Event)
 	onAttemptOption   func(Event)
 	budgetOption      struct{ b RetryBudget }
-	metricsOption     struct{ m *Metrics }
 )
 
 func (maxAttemptsOption) isOption() {}
@@ -60,7 +58,6 @@ func (nameOption) isOption()        {}
 func (onRetryOption) isOption()     {}
 func (onAttemptOption) isOption()   {}
 func (budgetOption) isOption()      {}
-func (metricsOption) isOption()     {}
 
 // WithBudget caps retries with b, shared with every other user of b; see
 // RetryBudget and its implementation Budget. Each Transport has a budget
@@ -69,12 +66,6 @@ func (metricsOption) isOption()     {}
 // off. Do has no budget unless given one. A *Budget with negative or NaN
 // fields is invalid.
 func WithBudget(b RetryBudget) Option { return budgetOption{b} }
-
-// WithMetrics makes a Transport count its attempts, retries, requests and
-// waits in m, labelled with the client name of WithName ("default" if
-// none): use a fixed name per client, never one built from a request, so
-// that the label stays bounded. The default is no metrics. Do ignores it.
-func WithMetrics(m *Metrics) Option { return metricsOption{m} }
 
 // WithMaxAttempts sets how many times fn (or the request) is tried in all,
 // the first attempt included. It must be at least 1; the default is
@@ -258,38 +249,6 @@ func (c *config) apply(o Option) {
 			return
 		}
 		c.onAttempt = o
-	case classifierOption:
-		if o == nil {
-			c.invalid("WithClassifier(nil): the classifier must not be nil")
-			return
-		}
-		c.http.classify = Classifier(o)
-	case retryNonIdempotentOption:
-		c.http.retryNonIdempotent = bool(o)
-	case maxBufferedBodyOption:
-		if o < 0 {
-			c.invalid("WithMaxBufferedBody(%d): must not be negative", int64(o))
-			return
-		}
-		c.http.maxBufferedBody = int64(o)
-	case attemptTimeoutOption:
-		if o < 0 {
-			c.invalid("WithAttemptTimeout(%v): must not be negative", time.Duration(o))
-			return
-		}
-		c.http.attemptTimeout = time.Duration(o)
-	case attemptHeaderOption:
-		if o != "" && !validHeaderName(string(o)) {
-			c.invalid("WithAttemptHeader(%q): not a valid header name", string(o))
-			return
-		}
-		c.http.attemptHeader = http.CanonicalHeaderKey(string(o))
-	case prepareRetryOption:
-		if o == nil {
-			c.invalid("WithPrepareRetry(nil): the function must not be nil")
-			return
-		}
-		c.http.prepareRetry = o
 	case budgetOption:
 		b := o.b
 		if lb, ok := b.(*Budget); ok {
@@ -301,10 +260,10 @@ func (c *config) apply(o Option) {
 			}
 		}
 		c.budget, c.budgetSet = b, true
-	case metricsOption:
-		c.metricsSrc = o.m
 	case nil:
 		c.invalid("nil Option")
+	default:
+		c.applyHTTP(o)
 	}
 }
 

@@ -343,8 +343,13 @@ func TestWrapConcurrentUse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var total atomic.Int64
 		var hooks atomic.Int64
+		// Each call fails its first attempt and succeeds on the second: a
+		// counter per call, carried by the call's context (a counter shared
+		// by all calls let one call fail ten times in a row now and then).
+		type attemptsKey struct{}
 		fetch := Wrap(func(ctx context.Context) (int, error) {
-			if total.Add(1)%2 == 1 {
+			total.Add(1)
+			if ctx.Value(attemptsKey{}).(*atomic.Int32).Add(1) == 1 {
 				return 0, errFlaky
 			}
 			return 7, nil
@@ -354,13 +359,14 @@ func TestWrapConcurrentUse(t *testing.T) {
 		for range 64 {
 			wg.Go(func() {
 				for range 20 {
-					v, err := fetch(t.Context())
+					v, err := fetch(context.WithValue(t.Context(), attemptsKey{}, new(atomic.Int32)))
 					assert.NoError(t, err)
 					assert.Equal(t, 7, v)
 				}
 			})
 		}
 		wg.Wait()
+		assert.Equal(t, int64(64*20), hooks.Load(), "one retry per call")
 		assert.Equal(t, int64(64*20), total.Load()-hooks.Load(), "every call ends in exactly one success")
 	})
 }

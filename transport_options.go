@@ -27,6 +27,7 @@ type (
 	attemptTimeoutOption     time.Duration
 	attemptHeaderOption      string
 	prepareRetryOption       func(*http.Request) error
+	metricsOption            struct{ m *Metrics }
 )
 
 func (classifierOption) isOption()         {}
@@ -35,6 +36,58 @@ func (maxBufferedBodyOption) isOption()    {}
 func (attemptTimeoutOption) isOption()     {}
 func (attemptHeaderOption) isOption()      {}
 func (prepareRetryOption) isOption()       {}
+func (metricsOption) isOption()            {}
+
+// applyHTTP sets one of the options that only a Transport uses (Do
+// accepts and ignores them, so that one option list can serve both):
+// WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
+// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry and WithMetrics.
+// Like config.apply, it is a type switch, so that options are applied
+// without allocating.
+func (c *config) applyHTTP(o Option) {
+	switch o := o.(type) {
+	case classifierOption:
+		if o == nil {
+			c.invalid("WithClassifier(nil): the classifier must not be nil")
+			return
+		}
+		c.http.classify = Classifier(o)
+	case retryNonIdempotentOption:
+		c.http.retryNonIdempotent = bool(o)
+	case maxBufferedBodyOption:
+		if o < 0 {
+			c.invalid("WithMaxBufferedBody(%d): must not be negative", int64(o))
+			return
+		}
+		c.http.maxBufferedBody = int64(o)
+	case attemptTimeoutOption:
+		if o < 0 {
+			c.invalid("WithAttemptTimeout(%v): must not be negative", time.Duration(o))
+			return
+		}
+		c.http.attemptTimeout = time.Duration(o)
+	case attemptHeaderOption:
+		if o != "" && !validHeaderName(string(o)) {
+			c.invalid("WithAttemptHeader(%q): not a valid header name", string(o))
+			return
+		}
+		c.http.attemptHeader = http.CanonicalHeaderKey(string(o))
+	case prepareRetryOption:
+		if o == nil {
+			c.invalid("WithPrepareRetry(nil): the function must not be nil")
+			return
+		}
+		c.http.prepareRetry = o
+	case metricsOption:
+		c.metricsSrc = o.m
+	}
+}
+
+// WithMetrics makes a Transport count its attempts, retries, requests and
+// waits in m, labelled with the client name of WithName ("default" if
+// none): use a fixed name per client, never one built from a request, so
+// that the label stays bounded. The default is no metrics. Do ignores it.
+func WithMetrics(m *Metrics) Option { return metricsOption{m} }
 
 // WithClassifier sets how a Transport sorts each attempt's outcome into a
 // Category. The default is Classify; a custom classifier can call it for
