@@ -30,7 +30,8 @@ import (
 // gives it away at most once, through requestBody.handOff, and finish
 // closes it when RoundTrip returns if nobody took it:
 //   - GetBody: handed to the base RoundTripper with attempt 1, which closes
-//     it; each retry's body from GetBody is the base's too.
+//     it; each retry's body from GetBody is the base's too. A GetBody that
+//     fails on a retry has nothing of the caller's left to close.
 //   - buffered: closed as soon as all of it is in the buffer, before
 //     attempt 1; attempts send readers over the buffer.
 //   - streamed: handed to the base with the one attempt, as that attempt's
@@ -40,7 +41,8 @@ import (
 //   - any other path: buffering fails (a Read error, the context ending),
 //     or the loop ends before the attempt that takes it: finish closes it.
 //     (A ContentLength that does not match a buffered body fails after the
-//     body was closed.)
+//     body was closed. A request RoundTrip refuses before prepare, such as
+//     one without a URL, is closed by RoundTrip itself.)
 //
 // The rules of buffering:
 //   - The limit is exact: a body of at most maxBufferedBody bytes is
