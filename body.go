@@ -19,8 +19,30 @@ import (
 //     returned (golang/go#51907).
 //   - the body fits in maxBufferedBody: it is read once into a pooled
 //     buffer and every attempt reads its own reader over that buffer.
-//   - it does not fit: it is sent once, whole (the bytes read so far, then
-//     the rest), and that attempt is not retried.
+//   - it does not fit: it is sent once, whole, and that attempt is not
+//     retried. Either it is streamed (a ContentLength above the limit, or a
+//     limit of 0: nothing was read ahead, the caller's body goes out as it
+//     is) or prefixed (buffering found it too large: the bytes read ahead,
+//     then the rest of the caller's body).
+//
+// Who closes the caller's body (req.Body). RoundTrip owns it from the moment
+// it is called, since a RoundTripper must close it, even on errors. It
+// gives it away at most once, through requestBody.handOff, and finish
+// closes it when RoundTrip returns if nobody took it:
+//   - GetBody: handed to the base RoundTripper with attempt 1, which closes
+//     it; each retry's body from GetBody is the base's too. A GetBody that
+//     fails on a retry has nothing of the caller's left to close.
+//   - buffered: closed as soon as all of it is in the buffer, before
+//     attempt 1; attempts send readers over the buffer.
+//   - streamed: handed to the base with the one attempt, as that attempt's
+//     body.
+//   - prefixed: handed to the base inside the one attempt's body, whose
+//     Close closes it.
+//   - any other path: buffering fails (a Read error, the context ending),
+//     or the loop ends before the attempt that takes it: finish closes it.
+//     (A ContentLength that does not match a buffered body fails after the
+//     body was closed. A request RoundTrip refuses before prepare, such as
+//     one without a URL, is closed by RoundTrip itself.)
 //
 // The rules of buffering:
 //   - The limit is exact: a body of at most maxBufferedBody bytes is
@@ -80,7 +102,14 @@ const (
 	bodyNone     bodyMode = iota // no body: every attempt sends none
 	bodyGetBody                  // GetBody gives each retry a fresh body
 	bodyBuffered                 // replayed from a pooled buffer
-	bodyOnce                     // too large to buffer: one attempt only
+	// bodyStreamed: the caller's body goes out as it is, in one attempt
+	// only; none of it was read ahead (ContentLength above the limit, or a
+	// limit of 0).
+	bodyStreamed
+	// bodyPrefixed: the bytes read ahead into the buffer, then the rest of
+	// the caller's body, in one attempt only (buffering found the body
+	// larger than the limit).
+	bodyPrefixed
 )
 
 // maxPrealloc is the most a declared ContentLength reserves up front: a
@@ -213,10 +242,9 @@ func (r *bufferBody) Close() error {
 	return nil
 }
 
-// onceBody sends a body that was too large to buffer: the bytes already
-// read, then the rest of the caller's body, unless that was already read
-// to its end. Closing it closes the caller's body and lets go of the
-// buffer.
+// onceBody is the body of a bodyPrefixed attempt: the bytes already read,
+// then the rest of the caller's body, unless that was already read to its
+// end. Closing it closes the caller's body and lets go of the buffer.
 type onceBody struct {
 	bufferBody
 	rest     io.ReadCloser
@@ -242,18 +270,18 @@ func (r *onceBody) Close() error {
 // requestBody is the per-RoundTrip state of the caller's body.
 type requestBody struct {
 	mode bodyMode
-	buf  *bodyBuffer
+	buf  *bodyBuffer // bodyBuffered, bodyPrefixed
 	// getBody is the GetBody of bodyBuffered attempts: buf.reopen for this
 	// filling of buf.
 	getBody func() (io.ReadCloser, error)
 	// chunked keeps a bodyBuffered request's length unknown (-1), so that
 	// net/http sends it chunked, with its trailers.
 	chunked bool
-	// eof says the caller's body was read to its end into buf (bodyOnce).
+	// eof says the caller's body was read to its end into buf
+	// (bodyPrefixed).
 	eof bool
-	// owned is the caller's body while this package is still responsible
-	// for closing it: until it is handed to the base RoundTripper (which
-	// closes it) or closed after buffering.
+	// owned is the caller's body while RoundTrip must close it: set in
+	// prepare, cleared only by handOff (see the top of this file).
 	owned io.ReadCloser
 }
 
@@ -266,17 +294,24 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 		return nil
 	}
 	b.owned = req.Body
-	if req.GetBody != nil {
+	switch {
+	case req.GetBody != nil:
 		b.mode = bodyGetBody
-		return nil
-	}
-	if req.ContentLength > limit || limit == 0 {
+	case req.ContentLength > limit || limit == 0:
 		// Known too large, or nothing may be buffered: stream it as it is,
 		// without reading ahead (so that Expect: 100-continue keeps its
 		// meaning behind a proxy).
-		b.mode = bodyOnce
-		return nil
+		b.mode = bodyStreamed
+	default:
+		return b.buffer(req, limit)
 	}
+	return nil
+}
+
+// buffer reads req's body ahead into a pooled buffer, at most limit+1
+// bytes, for no longer than req's context lasts: bodyBuffered if all of it
+// fit, else bodyPrefixed. On error the caller's body has been closed.
+func (b *requestBody) buffer(req *http.Request, limit int64) error {
 	b.buf = getBodyBuffer()
 	if req.ContentLength > 0 {
 		// +1: room for the Read that finds the end.
@@ -289,13 +324,12 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 	}
 	n := int64(len(b.buf.data))
 	if !eof || n > limit {
-		b.mode = bodyOnce
+		b.mode = bodyPrefixed
 		b.eof = eof
 		return nil
 	}
 	b.mode = bodyBuffered
-	_ = req.Body.Close() // all of it is in the buffer
-	b.owned = nil
+	_ = b.handOff().Close() // all of it is in the buffer
 	if req.ContentLength > 0 && n != req.ContentLength {
 		b.finish()
 		return fmt.Errorf("retry: the request body has %d bytes but ContentLength is %d", n, req.ContentLength)
@@ -313,30 +347,27 @@ func (b *requestBody) prepare(req *http.Request, limit int64) error {
 // request, since a RoundTripper must not modify it.
 func (b *requestBody) changes(n int) bool {
 	switch b.mode {
-	case bodyNone:
+	case bodyNone, bodyStreamed:
 		return false
 	case bodyGetBody:
 		return n > 1
-	case bodyOnce:
-		return b.buf != nil
 	}
-	return true
+	return true // bodyBuffered, bodyPrefixed
 }
 
 // set gives attempt n's request r its body. It reports whether a later
 // attempt can send the same body again.
 func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 	switch b.mode {
-	case bodyNone:
-		return true, nil
 	case bodyGetBody:
 		if n == 1 {
-			b.owned = nil // the base closes it
+			// r.Body is the caller's body already (see changes).
+			b.handOff()
 			return true, nil
 		}
-		body, err := r.GetBody()
-		if err != nil {
-			return false, fmt.Errorf("retry: GetBody for attempt %d: %w", n, err)
+		body, getErr := r.GetBody()
+		if getErr != nil {
+			return false, fmt.Errorf("retry: GetBody for attempt %d: %w", n, getErr)
 		}
 		r.Body = body
 		return true, nil
@@ -352,23 +383,35 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 			r.ContentLength = -1
 		}
 		return true, nil
-	}
-	// bodyOnce. Without a buffered prefix r may be the caller's own request
-	// (see changes), whose Body is already the right one: leave it alone.
-	if b.buf != nil {
+	case bodyStreamed:
+		// r may be the caller's own request (see changes), whose Body is
+		// the caller's body already: leave it alone.
+		b.handOff()
+		return false, nil
+	case bodyPrefixed:
 		b.buf.refs.Add(1)
-		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.owned, restDone: b.eof}
+		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.handOff(), restDone: b.eof}
+		return false, nil
+	default: // bodyNone
+		return true, nil
 	}
-	b.owned = nil // the base closes it
-	return false, nil
+}
+
+// handOff ends RoundTrip's duty to close the caller's body and returns
+// that body (nil if it was already given away): whoever it goes to now
+// closes it, the base RoundTripper as the attempt's body (or inside it),
+// or the caller of handOff itself.
+func (b *requestBody) handOff() io.ReadCloser {
+	body := b.owned
+	b.owned = nil
+	return body
 }
 
 // finish lets go of the buffer and closes the caller's body if no attempt
 // took it.
 func (b *requestBody) finish() {
-	if b.owned != nil {
-		_ = b.owned.Close()
-		b.owned = nil
+	if body := b.handOff(); body != nil {
+		_ = body.Close()
 	}
 	if b.buf != nil {
 		b.buf.unref()
