@@ -344,3 +344,23 @@ func TestLoopbackTrailersOnEveryAttempt(t *testing.T) {
 type readFunc func([]byte) (int, error)
 
 func (f readFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A body read whole into the buffer is closed before the first attempt
+// goes out: its owner learns at once that it is done with.
+func TestBufferedBodyClosedBeforeFirstAttempt(t *testing.T) {
+	body := &opaqueBody{Reader: strings.NewReader("payload")}
+	var closesAtSend int32 = -1
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if closesAtSend < 0 {
+			closesAtSend = body.closes.Load()
+		}
+		_, _ = io.ReadAll(r.Body)
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody}, nil
+	})
+	req := newReq(t, "PUT", "http://svc/x", nil)
+	req.Body = body
+	_, err := NewTransport(base).RoundTrip(req)
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), closesAtSend, "closed once, before attempt 1")
+	assert.Equal(t, int32(1), body.closes.Load(), "and never again")
+}
