@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"testing/synctest"
 	"time"
 
@@ -275,7 +276,7 @@ func TestTransportBodyErrors(t *testing.T) {
 		assert.Zero(t, base.Calls(), "a truncated body is never sent")
 
 		broken := errors.New("disk on fire")
-		req = newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: io.MultiReader(strings.NewReader("abc"), iotest{broken})})
+		req = newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(broken))})
 		_, err = NewTransport(base, fast...).RoundTrip(req)
 		assert.ErrorIs(t, err, broken)
 		assert.Zero(t, base.Calls())
@@ -291,10 +292,6 @@ func TestTransportBodyErrors(t *testing.T) {
 		assert.Equal(t, 1, base.Calls())
 	})
 }
-
-type iotest struct{ err error }
-
-func (r iotest) Read([]byte) (int, error) { return 0, r.err }
 
 func TestTransportRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -392,49 +389,6 @@ func TestTransportCallerCancelIsNotRetried(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 	})
 }
-
-// slowBase answers after `delay`, unless the request's context ends first;
-// its response body yields chunks with pauses and fails once the request's
-// context has ended, as net/http's does.
-type slowBase struct {
-	delays []time.Duration
-	calls  int
-	chunks int
-	pause  time.Duration
-}
-
-func (s *slowBase) RoundTrip(r *http.Request) (*http.Response, error) {
-	d := s.delays[min(s.calls, len(s.delays)-1)]
-	s.calls++
-	select {
-	case <-time.After(d):
-	case <-r.Context().Done():
-		return nil, r.Context().Err()
-	}
-	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: &slowBody{ctx: r.Context(), left: s.chunks * 1024, pause: s.pause}}, nil
-}
-
-// slowBody yields at most 1 KiB a read, after a pause.
-type slowBody struct {
-	ctx   context.Context
-	left  int // bytes
-	pause time.Duration
-}
-
-func (b *slowBody) Read(p []byte) (int, error) {
-	if b.left == 0 {
-		return 0, io.EOF
-	}
-	time.Sleep(b.pause)
-	if err := b.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n := min(len(p), 1024, b.left)
-	b.left -= n
-	return copy(p, bytes.Repeat([]byte("z"), n)), nil
-}
-
-func (b *slowBody) Close() error { return nil }
 
 func TestTransportAttemptTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -594,15 +548,6 @@ func TestTransportHoldsBaseToContract(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 	})
 }
-
-type rwBody struct {
-	io.Reader
-	written bytes.Buffer
-	closed  bool
-}
-
-func (b *rwBody) Write(p []byte) (int, error) { return b.written.Write(p) }
-func (b *rwBody) Close() error                { b.closed = true; return nil }
 
 func TestCancelOnCloseKeepsWriter(t *testing.T) {
 	canceled := false
