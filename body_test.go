@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	stdiotest "testing/iotest"
+	"testing/iotest"
 	"testing/synctest"
 	"time"
 
@@ -270,9 +270,9 @@ func TestBodyLimitIsExactOnEveryReader(t *testing.T) {
 	const limit = 16
 	shapes := map[string]func(io.Reader) io.Reader{
 		"plain":         func(r io.Reader) io.Reader { return r },
-		"DataErrReader": stdiotest.DataErrReader,
-		"OneByteReader": stdiotest.OneByteReader,
-		"HalfReader":    stdiotest.HalfReader,
+		"DataErrReader": iotest.DataErrReader,
+		"OneByteReader": iotest.OneByteReader,
+		"HalfReader":    iotest.HalfReader,
 	}
 	for name, shape := range shapes {
 		for _, size := range []int{limit - 1, limit, limit + 1} {

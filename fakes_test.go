@@ -2,6 +2,7 @@ package retry
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -123,3 +124,63 @@ func closedAddr(t *testing.T) string {
 	_ = ln.Close()
 	return addr
 }
+
+// roundTripFunc adapts a function to http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// slowBase answers after the next of delays (the last one repeating), unless
+// the request's context ends first; its response body yields chunks KiB with
+// a pause before each KiB and fails once the request's context has ended, as
+// net/http's does. It is for one goroutine at a time.
+type slowBase struct {
+	delays []time.Duration
+	calls  int
+	chunks int
+	pause  time.Duration
+}
+
+func (s *slowBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	d := s.delays[min(s.calls, len(s.delays)-1)]
+	s.calls++
+	select {
+	case <-time.After(d):
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: &slowBody{ctx: r.Context(), left: s.chunks * 1024, pause: s.pause}}, nil
+}
+
+// slowBody yields at most 1 KiB a read, after a pause, until its context ends.
+type slowBody struct {
+	ctx   context.Context
+	left  int // bytes
+	pause time.Duration
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(b.pause)
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n := min(len(p), 1024, b.left)
+	b.left -= n
+	return copy(p, bytes.Repeat([]byte("z"), n)), nil
+}
+
+func (b *slowBody) Close() error { return nil }
+
+// rwBody is a read-write body, like a 101 Switching Protocols response's,
+// that records what is written and whether it was closed.
+type rwBody struct {
+	io.Reader
+	written bytes.Buffer
+	closed  bool
+}
+
+func (b *rwBody) Write(p []byte) (int, error) { return b.written.Write(p) }
+func (b *rwBody) Close() error                { b.closed = true; return nil }

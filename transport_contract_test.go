@@ -68,11 +68,6 @@ func TestTransportAttemptTimerRaceWithResponse(t *testing.T) {
 	assert.Zero(t, failures, "a response returned as a success must stay readable until closed")
 }
 
-// roundTripFunc adapts a function to http.RoundTripper.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // stallBody yields one byte, then blocks until it is closed.
 type stallBody struct {
 	once   sync.Once

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"testing/synctest"
 	"time"
 
@@ -28,10 +30,17 @@ func newReq(t *testing.T, method, target string, body io.Reader) *http.Request {
 // fast is the test policy: 3 attempts, 1s, 2s waits (instant under synctest).
 var fast = []Option{WithSleepTime(time.Second), discard}
 
+// send sends req once through a new Transport over base with the fast
+// policy, then opts.
+func send(t *testing.T, base http.RoundTripper, req *http.Request, opts ...Option) (*http.Response, error) {
+	t.Helper()
+	return NewTransport(base, slices.Concat(fast, opts)...).RoundTrip(req)
+}
+
 func TestTransportRetriesUntilSuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := &fakeBase{script: []reply{respond(503), respond(502), respond(200)}}
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/x", nil))
+		resp, err := send(t, base, newReq(t, "GET", "http://svc/x", nil))
 		require.NoError(t, err)
 		assert.Equal(t, 200, resp.StatusCode)
 		assert.Equal(t, 3, base.Calls())
@@ -47,7 +56,7 @@ func TestTransportGivesBackLastResponse(t *testing.T) {
 			bodies = append(bodies, b)
 			return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Header: http.Header{}, Body: b}, nil
 		}}}
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/x", nil))
+		resp, err := send(t, base, newReq(t, "GET", "http://svc/x", nil))
 		require.NoError(t, err, "a retryable status is returned as a response, not an error")
 		assert.Equal(t, 503, resp.StatusCode)
 		require.Len(t, bodies, 3)
@@ -65,7 +74,7 @@ func TestTransportGivesUpOnError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		refused := &url.Error{Op: "Get", URL: "http://svc", Err: syscall.ECONNREFUSED}
 		base := &fakeBase{script: []reply{fail(refused)}}
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/x", nil))
+		resp, err := send(t, base, newReq(t, "GET", "http://svc/x", nil))
 		assert.Nil(t, resp, "never a response and an error together")
 		var re *Error
 		require.ErrorAs(t, err, &re)
@@ -76,18 +85,36 @@ func TestTransportGivesUpOnError(t *testing.T) {
 }
 
 func TestTransportDoesNotRetryNonRetryable(t *testing.T) {
-	for _, code := range []int{200, 301, 400, 404, 501, 505} {
-		base := &fakeBase{script: []reply{respond(code)}}
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/x", nil))
-		require.NoError(t, err)
-		assert.Equal(t, code, resp.StatusCode)
-		assert.Equal(t, 1, base.Calls(), "status %d", code)
-	}
 	certErr := errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority")
-	base := &fakeBase{script: []reply{fail(certErr)}}
-	_, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/x", nil))
-	assert.Same(t, certErr, err, "a fatal error is returned as it is")
-	assert.Equal(t, 1, base.Calls())
+	tests := []struct {
+		name       string
+		answer     reply // the base's every answer
+		wantStatus int   // the status handed back; 0 when wantErr is
+		wantErr    error // the error handed back as it is, or nil
+	}{
+		{"200", respond(200), 200, nil},
+		{"301", respond(301), 301, nil},
+		{"400", respond(400), 400, nil},
+		{"404", respond(404), 404, nil},
+		{"501", respond(501), 501, nil},
+		{"505", respond(505), 505, nil},
+		{"fatal error", fail(certErr), 0, certErr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base := &fakeBase{script: []reply{tt.answer}}
+				resp, err := send(t, base, newReq(t, "GET", "http://svc/x", nil))
+				if tt.wantErr != nil {
+					assert.Same(t, tt.wantErr, err, "a fatal error is returned as it is")
+				} else {
+					require.NoError(t, err)
+					assert.Equal(t, tt.wantStatus, resp.StatusCode)
+				}
+				assert.Equal(t, 1, base.Calls())
+			})
+		})
+	}
 }
 
 func TestTransportIdempotencyRules(t *testing.T) {
@@ -95,11 +122,11 @@ func TestTransportIdempotencyRules(t *testing.T) {
 	dialErr := fail(syscall.ECONNREFUSED)
 	tests := []struct {
 		name    string
-		method  string
-		header  string
-		opts    []Option
-		reply   reply
-		retried bool
+		method  string   // the request's method; its body is "payload"
+		header  string   // a header set to "k-1", or ""
+		opts    []Option // options after fast
+		reply   reply    // the base's every answer
+		retried bool     // whether all 3 attempts are made, or only 1
 	}{
 		{"GET 500", "GET", "", nil, respond(500), true},
 		{"HEAD 502", "HEAD", "", nil, respond(502), true},
@@ -128,7 +155,7 @@ func TestTransportIdempotencyRules(t *testing.T) {
 				if tt.header != "" {
 					req.Header.Set(tt.header, "k-1")
 				}
-				_, _ = NewTransport(base, append(tt.opts, fast...)...).RoundTrip(req)
+				_, _ = send(t, base, req, tt.opts...)
 				want := 1
 				if tt.retried {
 					want = 3
@@ -145,7 +172,7 @@ func TestTransportLeavesCallerRequestAlone(t *testing.T) {
 		req := newReq(t, "PUT", "http://u:p@svc/x?q=1", strings.NewReader("hello"))
 		req.Header.Set("X-Custom", "1")
 		origBody, origGetBody, origURL, origCtx := req.Body, req.GetBody, *req.URL, req.Context()
-		_, err := NewTransport(base, append(fast, WithAttemptHeader("X-Retry-Attempt"), WithAttemptTimeout(time.Minute))...).RoundTrip(req)
+		_, err := send(t, base, req, WithAttemptHeader("X-Retry-Attempt"), WithAttemptTimeout(time.Minute))
 		require.NoError(t, err)
 		assert.Equal(t, http.Header{"X-Custom": {"1"}}, req.Header)
 		assert.Equal(t, origURL, *req.URL)
@@ -161,7 +188,7 @@ func TestTransportLeavesCallerRequestAlone(t *testing.T) {
 func TestTransportAttemptHeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := &fakeBase{script: []reply{respond(503)}}
-		_, _ = NewTransport(base, append(fast, WithAttemptHeader("x-retry-attempt"))...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		_, _ = send(t, base, newReq(t, "GET", "http://svc/", nil), WithAttemptHeader("x-retry-attempt"))
 		var got []string
 		for _, r := range base.reqs {
 			got = append(got, r.Header.Get("X-Retry-Attempt"))
@@ -174,7 +201,7 @@ func TestTransportBodyReplay(t *testing.T) {
 	payload := strings.Repeat("0123456789", 1000)
 	tests := []struct {
 		name string
-		body func() io.Reader
+		body func() io.Reader // the request body, carrying payload
 	}{
 		{"GetBody", func() io.Reader { return strings.NewReader(payload) }},
 		{"opaque, buffered", func() io.Reader { return &opaqueBody{Reader: strings.NewReader(payload)} }},
@@ -184,7 +211,7 @@ func TestTransportBodyReplay(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				base := &fakeBase{script: []reply{respond(503), fail(syscall.ECONNRESET), respond(200)}}
 				req := newReq(t, "PUT", "http://svc/x", tt.body())
-				resp, err := NewTransport(base, fast...).RoundTrip(req)
+				resp, err := send(t, base, req)
 				require.NoError(t, err)
 				assert.Equal(t, 200, resp.StatusCode)
 				require.Len(t, base.bodies, 3)
@@ -198,25 +225,27 @@ func TestTransportBodyReplay(t *testing.T) {
 }
 
 func TestTransportBodyClosedExactlyOnce(t *testing.T) {
-	paths := map[string]struct {
-		script []reply
-		limit  int64
-		ctx    func(context.Context) context.Context
-	}{
-		"success":        {script: []reply{respond(200)}},
-		"retried":        {script: []reply{respond(503), respond(200)}},
-		"exhausted":      {script: []reply{respond(503)}},
-		"error":          {script: []reply{fail(syscall.ECONNREFUSED)}},
-		"too large":      {script: []reply{respond(503)}, limit: 10},
-		"buffer nothing": {script: []reply{respond(503)}, limit: 0},
-		"canceled first": {script: []reply{respond(200)}, ctx: func(ctx context.Context) context.Context {
-			ctx, cancel := context.WithCancel(ctx)
-			cancel()
-			return ctx
-		}},
+	canceled := func(ctx context.Context) context.Context {
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		return ctx
 	}
-	for name, p := range paths {
-		t.Run(name, func(t *testing.T) {
+	tests := []struct {
+		name   string
+		script []reply                               // the base's answers
+		opts   []Option                              // options after fast
+		ctx    func(context.Context) context.Context // derives the request's context, if not nil
+	}{
+		{name: "success", script: []reply{respond(200)}},
+		{name: "retried", script: []reply{respond(503), respond(200)}},
+		{name: "exhausted", script: []reply{respond(503)}},
+		{name: "error", script: []reply{fail(syscall.ECONNREFUSED)}},
+		{name: "too large", script: []reply{respond(503)}, opts: []Option{WithMaxBufferedBody(10)}},
+		{name: "buffer nothing", script: []reply{respond(503)}, opts: []Option{WithMaxBufferedBody(0)}},
+		{name: "canceled first", script: []reply{respond(200)}, ctx: canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				for _, getBody := range []bool{false, true} {
 					body := &opaqueBody{Reader: strings.NewReader(strings.Repeat("x", 100))}
@@ -224,15 +253,10 @@ func TestTransportBodyClosedExactlyOnce(t *testing.T) {
 					if getBody {
 						req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(strings.Repeat("x", 100))), nil }
 					}
-					if p.ctx != nil {
-						req = req.WithContext(p.ctx(req.Context()))
+					if tt.ctx != nil {
+						req = req.WithContext(tt.ctx(req.Context()))
 					}
-					limit := int64(DefaultMaxBufferedBody)
-					if name == "too large" || name == "buffer nothing" {
-						limit = p.limit
-					}
-					base := &fakeBase{script: p.script}
-					resp, _ := NewTransport(base, append(fast, WithMaxBufferedBody(limit))...).RoundTrip(req)
+					resp, _ := send(t, &fakeBase{script: tt.script}, req, tt.opts...)
 					if resp != nil {
 						resp.Body.Close()
 					}
@@ -244,112 +268,172 @@ func TestTransportBodyClosedExactlyOnce(t *testing.T) {
 }
 
 func TestTransportOversizedBodySentOnceWhole(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		payload := strings.Repeat("y", 5000)
-		base := &fakeBase{script: []reply{respond(503)}}
-		req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader(payload)})
-		resp, err := NewTransport(base, append(fast, WithMaxBufferedBody(1000))...).RoundTrip(req)
-		require.NoError(t, err)
-		assert.Equal(t, 503, resp.StatusCode, "that attempt's response, as it is")
-		assert.Equal(t, 1, base.Calls(), "a body that cannot be replayed is not retried")
-		assert.Equal(t, payload, string(base.bodies[0]), "sent whole: the buffered part, then the rest")
-
+	payload := strings.Repeat("y", 5000)
+	tests := []struct {
+		name          string
+		contentLength int64 // the request's declared length; 0 for unknown
+	}{
+		// The first 1000 bytes are buffered, then sent with the rest.
+		{"unknown length", 0},
 		// A declared length above the limit is streamed without buffering.
-		base = &fakeBase{script: []reply{respond(503)}}
-		req = newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader(payload)})
-		req.ContentLength = int64(len(payload))
-		_, _ = NewTransport(base, append(fast, WithMaxBufferedBody(1000))...).RoundTrip(req)
-		assert.Equal(t, 1, base.Calls())
-		assert.Equal(t, payload, string(base.bodies[0]))
-	})
+		{"declared length", int64(len(payload))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base := &fakeBase{script: []reply{respond(503)}}
+				req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader(payload)})
+				req.ContentLength = tt.contentLength
+				resp, err := send(t, base, req, WithMaxBufferedBody(1000))
+				require.NoError(t, err)
+				assert.Equal(t, 503, resp.StatusCode, "that attempt's response, as it is")
+				assert.Equal(t, 1, base.Calls(), "a body that cannot be replayed is not retried")
+				assert.Equal(t, payload, string(base.bodies[0]), "sent whole")
+			})
+		})
+	}
 }
 
 func TestTransportBodyErrors(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		base := &fakeBase{script: []reply{respond(200)}}
-		req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader("short")})
-		req.ContentLength = 10
-		_, err := NewTransport(base, fast...).RoundTrip(req)
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), "has 5 bytes but ContentLength is 10")
-		assert.Zero(t, base.Calls(), "a truncated body is never sent")
-
-		broken := errors.New("disk on fire")
-		req = newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: io.MultiReader(strings.NewReader("abc"), iotest{broken})})
-		_, err = NewTransport(base, fast...).RoundTrip(req)
-		assert.ErrorIs(t, err, broken)
-		assert.Zero(t, base.Calls())
-
-		base = &fakeBase{script: []reply{respond(503)}}
-		req = newReq(t, "PUT", "http://svc/x", strings.NewReader("abc"))
-		gbErr := errors.New("cannot reopen")
-		req.GetBody = func() (io.ReadCloser, error) { return nil, gbErr }
-		resp, err := NewTransport(base, fast...).RoundTrip(req)
-		assert.Nil(t, resp)
-		assert.ErrorIs(t, err, gbErr)
-		assert.Contains(t, err.Error(), "GetBody for attempt 2")
-		assert.Equal(t, 1, base.Calls())
-	})
+	broken := errors.New("disk on fire")
+	reopenErr := errors.New("cannot reopen")
+	tests := []struct {
+		name      string
+		req       func(t *testing.T) *http.Request // the request, made in the test's bubble
+		script    []reply                          // the base's answers
+		wantErr   error                            // an errors.Is target of the error, or nil
+		wantText  string                           // in the error's text
+		wantCalls int                              // attempts sent
+	}{
+		{
+			name: "shorter than ContentLength",
+			req: func(t *testing.T) *http.Request {
+				req := newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: strings.NewReader("short")})
+				req.ContentLength = 10
+				return req
+			},
+			script:    []reply{respond(200)},
+			wantText:  "has 5 bytes but ContentLength is 10",
+			wantCalls: 0, // a truncated body is never sent
+		},
+		{
+			name: "read error",
+			req: func(t *testing.T) *http.Request {
+				return newReq(t, "PUT", "http://svc/x", &opaqueBody{Reader: io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(broken))})
+			},
+			script:    []reply{respond(200)},
+			wantErr:   broken,
+			wantCalls: 0,
+		},
+		{
+			name: "GetBody error",
+			req: func(t *testing.T) *http.Request {
+				req := newReq(t, "PUT", "http://svc/x", strings.NewReader("abc"))
+				req.GetBody = func() (io.ReadCloser, error) { return nil, reopenErr }
+				return req
+			},
+			script:    []reply{respond(503)},
+			wantErr:   reopenErr,
+			wantText:  "GetBody for attempt 2",
+			wantCalls: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base := &fakeBase{script: tt.script}
+				resp, err := send(t, base, tt.req(t))
+				assert.Nil(t, resp, "never a response and an error together")
+				require.Error(t, err)
+				if tt.wantErr != nil {
+					assert.ErrorIs(t, err, tt.wantErr)
+				}
+				assert.Contains(t, err.Error(), tt.wantText)
+				assert.Equal(t, tt.wantCalls, base.Calls())
+			})
+		})
+	}
 }
 
-type iotest struct{ err error }
-
-func (r iotest) Read([]byte) (int, error) { return 0, r.err }
-
 func TestTransportRetryAfter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		// Retry-After longer than the backoff: it wins.
-		base := &fakeBase{script: []reply{respond(429, "Retry-After", "5"), respond(200)}}
-		_, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		require.NoError(t, err)
-		assert.Equal(t, []time.Duration{5 * time.Second}, base.gaps())
-
+	tests := []struct {
+		name       string
+		status     int             // the first answer's status; the second is a 200
+		retryAfter string          // the first answer's Retry-After
+		dateIn     time.Duration   // if not 0, Retry-After is instead an HTTP date this far ahead
+		wantGaps   []time.Duration // the waits between attempts
+		wantStatus int             // the status handed back
+	}{
+		// Longer than the backoff: it wins.
+		{"longer than the backoff", 429, "5", 0, []time.Duration{5 * time.Second}, 200},
 		// Shorter than the backoff: the backoff wins.
-		base = &fakeBase{script: []reply{respond(503, "Retry-After", "0"), respond(200)}}
-		_, _ = NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		assert.Equal(t, []time.Duration{time.Second}, base.gaps())
-
-		// An HTTP date.
-		date := time.Now().Add(7 * time.Second).UTC().Format(http.TimeFormat)
-		base = &fakeBase{script: []reply{respond(503, "Retry-After", date), respond(200)}}
-		_, _ = NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		assert.Equal(t, []time.Duration{7 * time.Second}, base.gaps())
-
+		{"shorter than the backoff", 503, "0", 0, []time.Duration{time.Second}, 200},
+		{"HTTP date", 503, "", 7 * time.Second, []time.Duration{7 * time.Second}, 200},
 		// Garbage: ignored, the backoff applies.
-		base = &fakeBase{script: []reply{respond(503, "Retry-After", "-3"), respond(200)}}
-		_, _ = NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		assert.Equal(t, []time.Duration{time.Second}, base.gaps())
-
+		{"garbage", 503, "-3", 0, []time.Duration{time.Second}, 200},
 		// Longer than MaxDelay: no wait, no retry, that response at once.
-		start := time.Now()
-		base = &fakeBase{script: []reply{respond(503, "Retry-After", "3600"), respond(200)}}
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		require.NoError(t, err)
-		assert.Equal(t, 503, resp.StatusCode)
-		assert.Equal(t, 1, base.Calls())
-		assert.Zero(t, time.Since(start))
-		assert.Zero(t, resp.Body.(*trackedBody).closes.Load(), "returned untouched")
-	})
+		{"longer than MaxDelay", 503, "3600", 0, nil, 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				retryAfter := tt.retryAfter
+				if tt.dateIn != 0 {
+					retryAfter = time.Now().Add(tt.dateIn).UTC().Format(http.TimeFormat)
+				}
+				base := &fakeBase{script: []reply{respond(tt.status, "Retry-After", retryAfter), respond(200)}}
+				start := time.Now()
+				resp, err := send(t, base, newReq(t, "GET", "http://svc/", nil))
+				require.NoError(t, err)
+				assert.Equal(t, tt.wantStatus, resp.StatusCode)
+				assert.Equal(t, tt.wantGaps, base.gaps())
+				assert.Equal(t, len(tt.wantGaps)+1, base.Calls())
+				var waited time.Duration
+				for _, g := range tt.wantGaps {
+					waited += g
+				}
+				assert.Equal(t, waited, time.Since(start))
+				assert.Zero(t, resp.Body.(*trackedBody).closes.Load(), "returned untouched")
+			})
+		})
+	}
 }
 
 func TestTransportDeadlineRule(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
-		defer cancel()
-		base := &fakeBase{script: []reply{respond(429, "Retry-After", "10"), respond(200)}}
-		start := time.Now()
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
-		require.NoError(t, err)
-		assert.Equal(t, 429, resp.StatusCode, "the wait would pass the deadline: the last response at once")
-		assert.Zero(t, time.Since(start))
-
-		base = &fakeBase{script: []reply{fail(syscall.ECONNRESET)}}
-		_, err = NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.ErrorIs(t, err, syscall.ECONNRESET)
-		assert.Equal(t, 2, base.Calls(), "a 1s wait fits in 2.5s, the next 2s wait does not")
-		assert.NoError(t, ctx.Err(), "returned before the deadline")
-	})
+	tests := []struct {
+		name        string
+		script      []reply       // the base's answers
+		wantStatus  int           // the status handed back; 0 when an error is
+		wantErrs    []error       // errors.Is targets of the error handed back
+		wantCalls   int           // attempts sent
+		wantElapsed time.Duration // when RoundTrip returns
+	}{
+		// The wait would pass the deadline: the last response at once.
+		{"Retry-After past the deadline", []reply{respond(429, "Retry-After", "10"), respond(200)}, 429, nil, 1, 0},
+		// A 1s wait fits in 2.5s, the next 2s wait does not.
+		{"backoff past the deadline", []reply{fail(syscall.ECONNRESET)}, 0, []error{context.DeadlineExceeded, syscall.ECONNRESET}, 2, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
+				defer cancel()
+				base := &fakeBase{script: tt.script}
+				start := time.Now()
+				resp, err := send(t, base, newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
+				if tt.wantErrs == nil {
+					require.NoError(t, err)
+					assert.Equal(t, tt.wantStatus, resp.StatusCode)
+				}
+				for _, target := range tt.wantErrs {
+					assert.ErrorIs(t, err, target)
+				}
+				assert.Equal(t, tt.wantCalls, base.Calls())
+				assert.Equal(t, tt.wantElapsed, time.Since(start))
+				assert.NoError(t, ctx.Err(), "returned before the deadline")
+			})
+		})
+	}
 }
 
 func TestTransportCancelDuringWait(t *testing.T) {
@@ -362,7 +446,7 @@ func TestTransportCancelDuringWait(t *testing.T) {
 			return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Header: http.Header{}, Body: held}, nil
 		}}}
 		start := time.Now()
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
+		resp, err := send(t, base, newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
 		assert.Nil(t, resp)
 		assert.Equal(t, 500*time.Millisecond, time.Since(start), "returns as soon as the caller cancels")
 		assert.ErrorIs(t, err, context.Canceled)
@@ -372,106 +456,123 @@ func TestTransportCancelDuringWait(t *testing.T) {
 }
 
 func TestTransportCallerCancelIsNotRetried(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
+	tests := []struct {
+		name           string
+		callerCanceled bool  // the caller's context ends as the base fails with DeadlineExceeded
+		wantCalls      int   // attempts sent
+		wantErr        error // an errors.Is target of the error handed back; nil wants the 200
+	}{
 		// The error says "deadline exceeded", but it is the caller's context
 		// that ended: that decides.
-		base := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
-			cancel()
-			return nil, context.DeadlineExceeded
-		}}}
-		_, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
-		assert.Equal(t, 1, base.Calls())
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-
+		{"caller's context ended", true, 1, context.DeadlineExceeded},
 		// A DeadlineExceeded while the caller's context is live (a header
 		// timeout of the base) is a retryable Timeout.
-		base = &fakeBase{script: []reply{fail(context.DeadlineExceeded), respond(200)}}
-		resp, err := NewTransport(base, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		require.NoError(t, err)
-		assert.Equal(t, 200, resp.StatusCode)
-	})
-}
-
-// slowBase answers after `delay`, unless the request's context ends first;
-// its response body yields chunks with pauses and fails once the request's
-// context has ended, as net/http's does.
-type slowBase struct {
-	delays []time.Duration
-	calls  int
-	chunks int
-	pause  time.Duration
-}
-
-func (s *slowBase) RoundTrip(r *http.Request) (*http.Response, error) {
-	d := s.delays[min(s.calls, len(s.delays)-1)]
-	s.calls++
-	select {
-	case <-time.After(d):
-	case <-r.Context().Done():
-		return nil, r.Context().Err()
+		{"caller's context live", false, 2, nil},
 	}
-	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: &slowBody{ctx: r.Context(), left: s.chunks * 1024, pause: s.pause}}, nil
-}
-
-// slowBody yields at most 1 KiB a read, after a pause.
-type slowBody struct {
-	ctx   context.Context
-	left  int // bytes
-	pause time.Duration
-}
-
-func (b *slowBody) Read(p []byte) (int, error) {
-	if b.left == 0 {
-		return 0, io.EOF
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				base := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
+					if tt.callerCanceled {
+						cancel()
+					}
+					return nil, context.DeadlineExceeded
+				}, respond(200)}}
+				resp, err := send(t, base, newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
+				assert.Equal(t, tt.wantCalls, base.Calls())
+				if tt.wantErr != nil {
+					assert.ErrorIs(t, err, tt.wantErr)
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, 200, resp.StatusCode)
+			})
+		})
 	}
-	time.Sleep(b.pause)
-	if err := b.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n := min(len(p), 1024, b.left)
-	b.left -= n
-	return copy(p, bytes.Repeat([]byte("z"), n)), nil
 }
-
-func (b *slowBody) Close() error { return nil }
 
 func TestTransportAttemptTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		base := &slowBase{delays: []time.Duration{time.Hour, time.Hour, 10 * time.Millisecond}, chunks: 256, pause: 10 * time.Millisecond}
-		var cats []Category
-		tr := NewTransport(base, append(fast, WithAttemptTimeout(100*time.Millisecond),
-			WithOnRetry(func(e Event) { cats = append(cats, e.Category) }))...)
-		resp, err := tr.RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		require.NoError(t, err)
-		assert.Equal(t, []Category{Timeout, Timeout}, cats, "a per-attempt timeout is retried")
-		// 256 KiB read over 2.56s, long after the 100ms attempt timeout.
-		body, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		assert.Equal(t, 256*1024, len(body), "the body arrives whole")
-		require.NoError(t, resp.Body.Close())
-
-		// Attempts that all time out give up with a Timeout error that is
-		// not context.Canceled.
-		base = &slowBase{delays: []time.Duration{time.Hour}}
-		_, err = NewTransport(base, append(fast, WithAttemptTimeout(time.Second))...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		var re *Error
-		require.ErrorAs(t, err, &re)
-		assert.Equal(t, Timeout, re.Category)
-		assert.Equal(t, 3, base.calls)
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.NotErrorIs(t, err, context.Canceled)
-
-		// The caller's deadline bounds the attempt when it is sooner.
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		defer cancel()
-		base = &slowBase{delays: []time.Duration{time.Hour}}
-		start := time.Now()
-		_, err = NewTransport(base, append(fast, WithAttemptTimeout(time.Minute))...).RoundTrip(newReq(t, "GET", "http://svc/", nil).WithContext(ctx))
-		assert.Equal(t, 300*time.Millisecond, time.Since(start))
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.Equal(t, 1, base.calls, "the caller's deadline is not retried")
-	})
+	tests := []struct {
+		name           string
+		base           *slowBase     // the base, used by this row alone
+		attemptTimeout time.Duration // WithAttemptTimeout
+		callerTimeout  time.Duration // the caller's context's timeout; 0 for none
+		wantRetried    []Category    // the categories of the attempts retried
+		wantCalls      int           // attempts sent
+		wantElapsed    time.Duration // when RoundTrip returns
+		wantErr        error         // an errors.Is target; nil wants a 200 whose body is read whole
+		wantCategory   Category      // the *Error's Category when wantErr is set
+	}{
+		{
+			// A per-attempt timeout is retried; the third attempt's body
+			// (256 KiB over 2.56s) outlives its 100ms timeout.
+			name:           "retried, body outlives the timeout",
+			base:           &slowBase{delays: []time.Duration{time.Hour, time.Hour, 10 * time.Millisecond}, chunks: 256, pause: 10 * time.Millisecond},
+			attemptTimeout: 100 * time.Millisecond,
+			wantRetried:    []Category{Timeout, Timeout},
+			wantCalls:      3,
+			wantElapsed:    3210 * time.Millisecond,
+		},
+		{
+			// Attempts that all time out give up with a Timeout error that
+			// is not context.Canceled.
+			name:           "every attempt times out",
+			base:           &slowBase{delays: []time.Duration{time.Hour}},
+			attemptTimeout: time.Second,
+			wantRetried:    []Category{Timeout, Timeout},
+			wantCalls:      3,
+			wantElapsed:    6 * time.Second,
+			wantErr:        context.DeadlineExceeded,
+			wantCategory:   Timeout,
+		},
+		{
+			// The caller's deadline bounds the attempt when it is sooner,
+			// and is not retried.
+			name:           "caller's deadline sooner",
+			base:           &slowBase{delays: []time.Duration{time.Hour}},
+			attemptTimeout: time.Minute,
+			callerTimeout:  300 * time.Millisecond,
+			wantCalls:      1,
+			wantElapsed:    300 * time.Millisecond,
+			wantErr:        context.DeadlineExceeded,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				if tt.callerTimeout != 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.callerTimeout)
+					defer cancel()
+				}
+				var retried []Category
+				onRetry := WithOnRetry(func(e Event) { retried = append(retried, e.Category) })
+				start := time.Now()
+				resp, err := send(t, tt.base, newReq(t, "GET", "http://svc/", nil).WithContext(ctx), WithAttemptTimeout(tt.attemptTimeout), onRetry)
+				assert.Equal(t, tt.wantElapsed, time.Since(start))
+				assert.Equal(t, tt.wantRetried, retried)
+				assert.Equal(t, tt.wantCalls, tt.base.calls)
+				assert.NotErrorIs(t, err, context.Canceled)
+				if tt.wantErr != nil {
+					assert.ErrorIs(t, err, tt.wantErr)
+					if tt.wantCategory != Unknown {
+						var re *Error
+						require.ErrorAs(t, err, &re)
+						assert.Equal(t, tt.wantCategory, re.Category)
+					}
+					return
+				}
+				require.NoError(t, err)
+				body, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				assert.Equal(t, tt.base.chunks*1024, len(body), "the body arrives whole")
+				require.NoError(t, resp.Body.Close())
+			})
+		})
+	}
 }
 
 func TestTransportFootprintsRedact(t *testing.T) {
@@ -482,7 +583,7 @@ func TestTransportFootprintsRedact(t *testing.T) {
 		req := newReq(t, "GET", "http://alice:hunter2@svc:8080/v1/items?token=s3cr3t&page=7", nil)
 		req.Header.Set("Authorization", "Bearer abcdef")
 		req.Header.Set("Cookie", "session=cookieval")
-		_, err := NewTransport(base, WithSleepTime(time.Second), WithLogger(logger), WithLogTries(true)).RoundTrip(req)
+		_, err := send(t, base, req, WithLogger(logger), WithLogTries(true))
 		require.Error(t, err)
 		out := buf.String()
 		for _, secret := range []string{"alice", "hunter2", "s3cr3t", "abcdef", "cookieval"} {
@@ -519,7 +620,7 @@ func TestTransportCustomClassifier(t *testing.T) {
 			return Classify(resp, err)
 		}
 		base := &fakeBase{script: []reply{respond(404), respond(200)}}
-		resp, err := NewTransport(base, append(fast, WithClassifier(cls))...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
+		resp, err := send(t, base, newReq(t, "GET", "http://svc/", nil), WithClassifier(cls))
 		require.NoError(t, err)
 		assert.Equal(t, 200, resp.StatusCode)
 	})
@@ -527,7 +628,7 @@ func TestTransportCustomClassifier(t *testing.T) {
 
 func TestTransportNilURL(t *testing.T) {
 	body := &opaqueBody{Reader: strings.NewReader("x")}
-	_, err := NewTransport(&fakeBase{}).RoundTrip(&http.Request{Method: "PUT", Body: body})
+	_, err := send(t, &fakeBase{}, &http.Request{Method: "PUT", Body: body})
 	require.Error(t, err)
 	assert.Equal(t, int32(1), body.closes.Load())
 }
@@ -552,57 +653,76 @@ func TestTransportLeavesCallerRequestAloneInEveryBodyMode(t *testing.T) {
 		"small buffer and timeout": {WithMaxBufferedBody(16), WithAttemptTimeout(time.Minute)},
 	}
 	for bname, mk := range bodies {
-		for oname, opts := range optionSets {
-			synctest.Test(t, func(t *testing.T) {
-				req := mk(t)
-				before := *req
-				hdr := req.Header.Clone()
-				base := &fakeBase{script: []reply{respond(503), respond(200)}}
-				_, _ = NewTransport(base, append(append([]Option{}, fast...), opts...)...).RoundTrip(req)
-				assert.Equal(t, hdr, req.Header, "%s, %s: header", bname, oname)
-				assert.Equal(t, before.Body, req.Body, "%s, %s: body", bname, oname)
-				assert.Equal(t, before.GetBody == nil, req.GetBody == nil, "%s, %s: GetBody", bname, oname)
-				assert.Equal(t, before.ContentLength, req.ContentLength, "%s, %s: ContentLength", bname, oname)
-				assert.Equal(t, before.URL, req.URL, "%s, %s: URL", bname, oname)
-				assert.Equal(t, before.Context(), req.Context(), "%s, %s: context", bname, oname)
-			})
-		}
+		t.Run(bname, func(t *testing.T) {
+			for oname, opts := range optionSets {
+				t.Run(oname, func(t *testing.T) {
+					synctest.Test(t, func(t *testing.T) {
+						req := mk(t)
+						before := *req
+						hdr := req.Header.Clone()
+						base := &fakeBase{script: []reply{respond(503), respond(200)}}
+						_, _ = send(t, base, req, opts...)
+						assert.Equal(t, hdr, req.Header, "header")
+						assert.Equal(t, before.Body, req.Body, "body")
+						assert.Equal(t, before.GetBody == nil, req.GetBody == nil, "GetBody")
+						assert.Equal(t, before.ContentLength, req.ContentLength, "ContentLength")
+						assert.Equal(t, before.URL, req.URL, "URL")
+						assert.Equal(t, before.Context(), req.Context(), "context")
+					})
+				})
+			}
+		})
 	}
 }
 
 func TestTransportHoldsBaseToContract(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		body := newTrackedBody(10)
-		both := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
-			return &http.Response{StatusCode: 200, Body: body}, errors.New("also an error")
-		}}}
-		resp, err := NewTransport(both, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		assert.Nil(t, resp, "never a response and an error together")
-		assert.Error(t, err)
-		assert.Equal(t, int32(1), body.closes.Load(), "the stray response is closed")
-
-		neither := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) { return nil, nil }}}
-		resp, err = NewTransport(neither, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		assert.Nil(t, resp)
-		assert.ErrorIs(t, err, errNilResponse)
-
-		noBody := &fakeBase{script: []reply{func(*http.Request) (*http.Response, error) {
-			return &http.Response{StatusCode: 503, Header: http.Header{}}, nil
-		}, respond(200)}}
-		resp, err = NewTransport(noBody, fast...).RoundTrip(newReq(t, "GET", "http://svc/", nil))
-		require.NoError(t, err, "a nil body is drained as an empty one")
-		assert.Equal(t, 200, resp.StatusCode)
-	})
+	stray := newTrackedBody(10)
+	both := errors.New("also an error")
+	tests := []struct {
+		name    string
+		script  []reply      // the base's answers
+		stray   *trackedBody // a body the base hands back beside an error, or nil
+		wantErr error        // an errors.Is target of the error handed back; nil wants a 200
+	}{
+		{
+			name: "response and error",
+			script: []reply{func(*http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: 200, Body: stray}, both
+			}},
+			stray:   stray,
+			wantErr: both,
+		},
+		{
+			name:    "neither response nor error",
+			script:  []reply{func(*http.Request) (*http.Response, error) { return nil, nil }},
+			wantErr: errNilResponse,
+		},
+		{
+			// A nil body is drained as an empty one.
+			name: "response without a body",
+			script: []reply{func(*http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: 503, Header: http.Header{}}, nil
+			}, respond(200)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				resp, err := send(t, &fakeBase{script: tt.script}, newReq(t, "GET", "http://svc/", nil))
+				if tt.stray != nil {
+					assert.Equal(t, int32(1), tt.stray.closes.Load(), "the stray response is closed")
+				}
+				if tt.wantErr != nil {
+					assert.Nil(t, resp, "never a response and an error together")
+					assert.ErrorIs(t, err, tt.wantErr)
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, 200, resp.StatusCode)
+			})
+		})
+	}
 }
-
-type rwBody struct {
-	io.Reader
-	written bytes.Buffer
-	closed  bool
-}
-
-func (b *rwBody) Write(p []byte) (int, error) { return b.written.Write(p) }
-func (b *rwBody) Close() error                { b.closed = true; return nil }
 
 func TestCancelOnCloseKeepsWriter(t *testing.T) {
 	canceled := false
