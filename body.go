@@ -355,26 +355,31 @@ func (b *requestBody) changes(n int) bool {
 	return true // bodyBuffered, bodyPrefixed
 }
 
-// set gives attempt n's request r its body. It reports whether a later
-// attempt can send the same body again.
-func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
+// replayable reports whether a later attempt can send the body again:
+// every mode but the two that send the caller's body once.
+func (b *requestBody) replayable() bool {
+	return b.mode != bodyStreamed && b.mode != bodyPrefixed
+}
+
+// set gives attempt n's request r its body.
+func (b *requestBody) set(r *http.Request, n int) error {
 	switch b.mode {
 	case bodyGetBody:
 		if n == 1 {
 			// r.Body is the caller's body already (see changes).
 			b.handOff()
-			return true, nil
+			return nil
 		}
 		body, getErr := r.GetBody()
 		if getErr != nil {
-			return false, fmt.Errorf("retry: GetBody for attempt %d: %w", n, getErr)
+			return fmt.Errorf("retry: GetBody for attempt %d: %w", n, getErr)
 		}
 		r.Body = body
-		return true, nil
+		return nil
 	case bodyBuffered:
 		if b.getBody == nil { // empty, without trailers
 			r.Body, r.GetBody, r.ContentLength = http.NoBody, nil, 0
-			return true, nil
+			return nil
 		}
 		r.Body = b.buf.newBody()
 		r.GetBody = b.getBody
@@ -382,18 +387,18 @@ func (b *requestBody) set(r *http.Request, n int) (replayable bool, err error) {
 		if b.chunked {
 			r.ContentLength = -1
 		}
-		return true, nil
+		return nil
 	case bodyStreamed:
 		// r may be the caller's own request (see changes), whose Body is
 		// the caller's body already: leave it alone.
 		b.handOff()
-		return false, nil
+		return nil
 	case bodyPrefixed:
 		b.buf.refs.Add(1)
 		r.Body = &onceBody{bufferBody: bufferBody{buf: b.buf}, rest: b.handOff(), restDone: b.eof}
-		return false, nil
+		return nil
 	default: // bodyNone
-		return true, nil
+		return nil
 	}
 }
 

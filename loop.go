@@ -25,10 +25,12 @@ type verdict struct {
 	stop bool
 	// outcome is how the call ends when stop is set.
 	outcome outcome
-	// byContext means: the attempt failed because the caller's context
-	// ended; the loop stops on it by the context rule.
-	byContext bool
 }
+
+// byContext reports whether the attempt failed because the caller's
+// context ended (the loop then stops on it by the context rule). A judge
+// never says so: a Canceled verdict that does not stop is the loop's own.
+func (vd verdict) byContext() bool { return !vd.stop && vd.category == Canceled }
 
 // hooks adapt the loop to what is being retried: a function (Do) or an HTTP
 // request (Transport).
@@ -38,8 +40,11 @@ type verdict struct {
 // whole, and a string that reaches the logger would send the closures to
 // the heap with it.
 type hooks[T any] struct {
-	// attempt runs one attempt and judges its result.
-	attempt func(context.Context) (T, verdict, error)
+	// attempt runs one attempt.
+	attempt func(context.Context) (T, error)
+	// judge decides what the attempt's result calls for. It gets all it
+	// needs from the result: an attempt stores nothing for it.
+	judge func(T, error) verdict
 	// release frees a result that will not be returned (nil: nothing to do).
 	release func(T)
 	// name is the operation's name when WithName was not given.
@@ -71,30 +76,44 @@ func run[T any](ctx context.Context, c *config, cl call, h hooks[T]) (T, error) 
 		return zero, c.err
 	}
 	if err := ctx.Err(); err != nil {
-		c.done(ctx, cl, outcomeOfContext(err))
+		c.done(ctx, &cl, outcomeOfContext(err))
 		return zero, contextError(ctx)
 	}
-	if c.budget != nil {
-		c.budget.Started(cl.host)
+	switch b := c.budget.(type) {
+	case nil:
+	case *Budget:
+		b.started(time.Now) // the common case, without an interface call
+	default:
+		b.Started(cl.host)
 	}
-	v, vd, err := attemptOnce(ctx, c, cl, &h, 1)
+	v, vd, err := attemptOnce(ctx, c, &cl, &h, 1)
 	if !vd.stop || vd.category.Retryable() {
-		v, vd = retrying(ctx, c, cl, &h, v, err, vd)
+		v, vd = retrying(ctx, c, &cl, &h, v, err, vd)
 	}
 	// Every call ends with exactly one outcome.
-	c.done(ctx, cl, vd.outcome)
+	if c.observes(eventDone) {
+		c.done(ctx, &cl, vd.outcome)
+	}
 	return v, vd.err
 }
 
 // attemptOnce runs attempt n and tells the observers. An error that comes
 // back once the caller's context has ended is the context's doing,
 // whatever its text: the loop stops on it by the context rule.
-func attemptOnce[T any](ctx context.Context, c *config, cl call, h *hooks[T], n int) (T, verdict, error) {
-	v, vd, err := h.attempt(ctx)
+func attemptOnce[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n int) (T, verdict, error) {
+	v, err := h.attempt(ctx)
+	var vd verdict
 	if err != nil && ctx.Err() != nil {
-		vd = verdict{err: err, category: Canceled, byContext: true}
-	} else if c.budget != nil {
-		c.budget.Attempted(cl.host, vd.category.Retryable())
+		// Decided from the context, before and without the judge (and so
+		// the classifier, see Classifier).
+		vd = verdict{err: err, category: Canceled}
+	} else {
+		vd = h.judge(v, err)
+		if b := c.budget; b != nil {
+			if _, local := b.(*Budget); !local { // a *Budget counts no attempts
+				b.Attempted(cl.host, vd.category.Retryable())
+			}
+		}
 	}
 	switch {
 	case c.onAttempt != nil:
@@ -108,7 +127,7 @@ func attemptOnce[T any](ctx context.Context, c *config, cl call, h *hooks[T], n 
 // retrying carries on after attempt 1, whose result v, err was judged vd,
 // and returns the call's result and final verdict. Each turn decides what
 // the last attempt calls for, waits, and makes the next attempt.
-func retrying[T any](ctx context.Context, c *config, cl call, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
+func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
 	var zero T
 	n := 1
 	held := err == nil // v is a result to hand back (a response), not a failure
@@ -117,7 +136,7 @@ func retrying[T any](ctx context.Context, c *config, cl call, h *hooks[T], v T, 
 	for {
 		// Decide, from the attempt's verdict, the context, the schedule,
 		// the deadline and, last, the budget.
-		if !vd.byContext || last.err == nil {
+		if !vd.byContext() || last.err == nil {
 			last = vd
 		}
 		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: last.err, Category: last.category, RetryAfter: -1, Method: cl.method}
@@ -172,7 +191,7 @@ func retrying[T any](ctx context.Context, c *config, cl call, h *hooks[T], v T, 
 		}
 		v, held = zero, false
 		if !sleep(ctx, d.wait) {
-			vd = verdict{err: last.err, category: last.category, byContext: true}
+			vd = verdict{err: last.err, category: Canceled}
 			continue
 		}
 		if c.observes(eventWaited) {

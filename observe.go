@@ -58,7 +58,7 @@ func (c *config) emit(ctx context.Context, controller string, ev *Event) {
 // filled in whole (name, URL, response), as WithOnAttempt wants it; the
 // metrics alone need only the method and category, which attemptOnce
 // gives them without this.
-func emitAttemptWhole[T any](ctx context.Context, c *config, cl call, h *hooks[T], n int, v T, err error, vd verdict) {
+func emitAttemptWhole[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n int, v T, err error, vd verdict) {
 	ev := Event{Kind: EventAttempt, Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: cl.method}
 	if ev.Name == "" {
 		ev.Name = h.name()
@@ -70,7 +70,7 @@ func emitAttemptWhole[T any](ctx context.Context, c *config, cl call, h *hooks[T
 }
 
 // done tells the observers how the call ended.
-func (c *config) done(ctx context.Context, cl call, o outcome) {
+func (c *config) done(ctx context.Context, cl *call, o outcome) {
 	if c.observes(eventDone) {
 		c.emit(ctx, cl.controller, &Event{Kind: eventDone, Method: cl.method, outcome: o})
 	}

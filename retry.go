@@ -75,20 +75,20 @@ func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(conte
 // adapts).
 func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, error), named any) (T, error) {
 	return run(ctx, c, call{controller: "retry.Do"}, hooks[T]{
-		attempt: func(ctx context.Context) (T, verdict, error) {
-			v, err := fn(ctx)
-			return v, c.judge(err), err
+		attempt: fn,
+		judge: func(_ T, err error) verdict {
+			if err == nil {
+				return verdict{stop: true}
+			}
+			return c.judge(err)
 		},
 		name:     func() string { return funcName(named) },
 		describe: describeFuncError[T],
 	})
 }
 
-// judge decides whether Do retries fn's error.
+// judge decides whether Do retries fn's error (not nil).
 func (c *config) judge(err error) verdict {
-	if err == nil {
-		return verdict{stop: true}
-	}
 	if e, ok := unpermanent(err); ok {
 		return verdict{stop: true, err: e, outcome: outcomeNotRetryable}
 	}

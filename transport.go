@@ -119,25 +119,37 @@ func (t *Transport) CloseIdleConnections() {
 // http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.once.Do(t.setDefaults)
-	c := &t.cfg
 	if opts := requestOptions(req.Context()); opts != nil {
-		rc := t.cfg
-		rc.applyRequestOptions(opts)
-		c = &rc
+		return t.roundTripWith(req, opts)
 	}
+	return t.roundTrip(req, &t.cfg)
+}
+
+// roundTripWith sends req under the Transport's options and, on top, the
+// options its context carries (WithRequestOptions). Kept apart so that
+// RoundTrip's own frame stays small.
+func (t *Transport) roundTripWith(req *http.Request, opts []Option) (*http.Response, error) {
+	c := t.cfg
+	c.applyRequestOptions(opts)
+	return t.roundTrip(req, &c)
+}
+
+// roundTrip sends req under c.
+func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, error) {
 	if err := requestError(c, req); err != nil {
 		closeBody(req)
-		c.done(req.Context(), call{controller: controllerTransport, method: req.Method}, outcomeRequestError)
+		c.done(req.Context(), &call{controller: controllerTransport, method: req.Method}, outcomeRequestError)
 		return nil, err
 	}
 	rt := roundTrip{t: t, c: c, req: req}
 	cl := call{controller: controllerTransport, method: req.Method, host: req.URL.Host}
 	if err := rt.body.prepare(req, c.http.maxBufferedBody); err != nil {
-		c.done(req.Context(), cl, outcomeRequestError)
+		c.done(req.Context(), &cl, outcomeRequestError)
 		return nil, err
 	}
 	resp, err := run(req.Context(), c, cl, hooks[*http.Response]{
 		attempt:  rt.attempt,
+		judge:    rt.judge,
 		release:  drainAndClose,
 		name:     rt.name,
 		describe: rt.describe,
@@ -176,36 +188,21 @@ type roundTrip struct {
 	url  *url.URL // see secrets
 }
 
-// sent is what an attempt learned besides its response or error.
-type sent struct {
-	// replayable is false once the attempt sent a body that cannot be sent
-	// again.
-	replayable bool
-	// fatal is an error of this package's own, not the base's (GetBody or
-	// WithPrepareRetry failed): it stops the loop as it is, counted as
-	// outcome.
-	fatal   error
+// sendError is an error of this package's own in making an attempt, not
+// the base's (GetBody or WithPrepareRetry failed): it stops the loop as it
+// is, counted as outcome.
+type sendError struct {
+	err     error
 	outcome outcome
 }
 
-// attempt makes the next attempt and judges its result.
-func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, verdict, error) {
-	resp, s, err := rt.send(ctx)
-	switch {
-	case s.fatal != nil:
-		return nil, verdict{stop: true, err: s.fatal, category: Fatal, outcome: s.outcome}, s.fatal
-	case err != nil && ctx.Err() != nil:
-		// The caller gave up: that is decided from its context, before and
-		// without the classifier (see Classifier).
-		return nil, verdict{err: err, category: Canceled, byContext: true}, err
-	}
-	return resp, rt.judge(resp, err, s.replayable), err
-}
+func (e *sendError) Error() string { return e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
 
-// send sends the next attempt on a copy of the request, or on the caller's
-// own request when nothing in it has to change (the base may not modify
-// it, so that is the same and saves an allocation).
-func (rt *roundTrip) send(ctx context.Context) (*http.Response, sent, error) {
+// attempt sends the next attempt on a copy of the request, or on the
+// caller's own request when nothing in it has to change (the base may not
+// modify it, so that is the same and saves an allocation).
+func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	rt.n++
 	hc := &rt.c.http
 	prepare := hc.prepareRetry != nil && rt.n > 1
@@ -230,34 +227,30 @@ func (rt *roundTrip) send(ctx context.Context) (*http.Response, sent, error) {
 	if hc.attemptHeader != "" {
 		r.Header.Set(hc.attemptHeader, strconv.Itoa(rt.n))
 	}
-	var s sent
-	var err error
-	s.replayable, err = rt.body.set(r, rt.n)
-	switch {
-	case err != nil:
-		s.fatal, s.outcome = err, outcomeBodyNotReplayable
-	case prepare:
+	var fatal *sendError
+	if err := rt.body.set(r, rt.n); err != nil {
+		fatal = &sendError{err, outcomeBodyNotReplayable}
+	} else if prepare {
 		u := *rt.req.URL
 		r.URL = &u
 		if err := hc.prepareRetry(r); err != nil {
 			if r.Body != nil && r.Body != rt.req.Body {
 				_ = r.Body.Close()
 			}
-			s.fatal = &Error{Attempts: rt.n - 1, Err: fmt.Errorf("WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal, url: rt.secrets()}
-			s.outcome = outcomeRequestError
+			fatal = &sendError{&Error{Attempts: rt.n - 1, Err: fmt.Errorf("WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal, url: rt.secrets()}, outcomeRequestError}
 		}
 	}
-	if s.fatal != nil {
+	if fatal != nil {
 		if timer != nil {
 			timer.stop()
 			timer.cancel()
 		}
-		return nil, s, s.fatal
+		return nil, fatal
 	}
 
 	resp, err := baseRoundTrip(rt.t.base, r)
 	if timer == nil {
-		return resp, s, err
+		return resp, err
 	}
 	if timer.stop() {
 		// The attempt's time ran out, possibly just as the response
@@ -266,15 +259,15 @@ func (rt *roundTrip) send(ctx context.Context) (*http.Response, sent, error) {
 			_ = resp.Body.Close()
 		}
 		timer.cancel()
-		return nil, s, &attemptTimeoutError{hc.attemptTimeout}
+		return nil, &attemptTimeoutError{hc.attemptTimeout}
 	}
 	if err != nil {
 		timer.cancel()
-		return nil, s, err
+		return nil, err
 	}
 	// Keep the attempt's context live until the caller closes the body.
 	resp.Body = cancelOnClose(resp.Body, timer.cancel)
-	return resp, s, nil
+	return resp, nil
 }
 
 // errNilResponse is wrapped by the error of a base RoundTripper that
@@ -302,7 +295,10 @@ func baseRoundTrip(base http.RoundTripper, r *http.Request) (*http.Response, err
 // judge decides whether attempt rt.n's outcome is retried. Whether the
 // caller gave up is decided by the loop from the context, never from the
 // error: the base's header timeout also matches DeadlineExceeded.
-func (rt *roundTrip) judge(resp *http.Response, err error, replayable bool) verdict {
+func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
+	if fe, ok := err.(*sendError); ok {
+		return verdict{stop: true, err: fe.err, category: Fatal, outcome: fe.outcome}
+	}
 	cat := rt.c.http.classify(resp, err)
 	switch {
 	case cat == Success && err == nil:
@@ -313,7 +309,7 @@ func (rt *roundTrip) judge(resp *http.Response, err error, replayable bool) verd
 		return verdict{stop: true, err: err, category: cat, outcome: outcomeNotRetryable}
 	case !rt.c.http.retryNonIdempotent && !mayRetry(rt.req, resp, err, cat):
 		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotIdempotent), category: cat, outcome: outcomeNotRetryable}
-	case !replayable:
+	case !rt.body.replayable():
 		return verdict{stop: true, err: rt.notRetried(err, cat, ErrNotReplayable), category: cat, outcome: outcomeBodyNotReplayable}
 	}
 	if resp != nil {
