@@ -70,13 +70,13 @@ type call struct {
 // run calls h.attempt until the loop decides to stop, and returns the
 // call's result. The first attempt runs here and everything after a
 // failure in retrying, which keeps the success path short.
-func run[T any](ctx context.Context, c *config, cl call, h hooks[T]) (T, error) {
+func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error) {
 	var zero T
 	if c.err != nil {
 		return zero, c.err
 	}
 	if err := ctx.Err(); err != nil {
-		c.done(ctx, &cl, outcomeOfContext(err))
+		c.done(ctx, cl, outcomeOfContext(err))
 		return zero, contextError(ctx)
 	}
 	switch b := c.budget.(type) {
@@ -86,13 +86,13 @@ func run[T any](ctx context.Context, c *config, cl call, h hooks[T]) (T, error) 
 	default:
 		b.Started(cl.host)
 	}
-	v, vd, err := attemptOnce(ctx, c, &cl, &h, 1)
+	v, vd, err := attemptOnce(ctx, c, cl, &h, 1)
 	if !vd.stop || vd.category.Retryable() {
-		v, vd = retrying(ctx, c, &cl, &h, v, err, vd)
+		v, vd = retrying(ctx, c, cl, &h, v, err, vd)
 	}
 	// Every call ends with exactly one outcome.
 	if c.observes(eventDone) {
-		c.done(ctx, &cl, vd.outcome)
+		c.done(ctx, cl, vd.outcome)
 	}
 	return v, vd.err
 }

@@ -74,7 +74,7 @@ func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(conte
 // when WithName was not given (fn itself, or the caller's function that fn
 // adapts).
 func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, error), named any) (T, error) {
-	return run(ctx, c, call{controller: "retry.Do"}, hooks[T]{
+	return run(ctx, c, &doCall, hooks[T]{
 		attempt: fn,
 		judge: func(_ T, err error) verdict {
 			if err == nil {
@@ -86,6 +86,9 @@ func doWith[T any](ctx context.Context, c *config, fn func(context.Context) (T, 
 		describe: describeFuncError[T],
 	})
 }
+
+// doCall names Do's calls to the loop.
+var doCall = call{controller: "retry.Do"}
 
 // judge decides whether Do retries fn's error (not nil).
 func (c *config) judge(err error) verdict {

@@ -147,7 +147,7 @@ func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, err
 		c.done(req.Context(), &cl, outcomeRequestError)
 		return nil, err
 	}
-	resp, err := run(req.Context(), c, cl, hooks[*http.Response]{
+	resp, err := run(req.Context(), c, &cl, hooks[*http.Response]{
 		attempt:  rt.attempt,
 		judge:    rt.judge,
 		release:  drainAndClose,
