@@ -86,6 +86,14 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 	default:
 		b.Started(cl.host)
 	}
+	if c.cooldowns != nil && c.cooldowns.n.Load() != 0 {
+		// Some host cools down: wait if it is this call's.
+		if o, err := coolFirst(ctx, c, cl); err != nil {
+			c.done(ctx, cl, o)
+			var zero T
+			return zero, err
+		}
+	}
 	v, vd, err := attemptOnce(ctx, c, cl, &h, 1)
 	if !vd.stop || vd.category.Retryable() {
 		v, vd = retrying(ctx, c, cl, &h, v, err, vd)
@@ -149,6 +157,10 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		s := situation{
 			verdict: vd, attempt: n, maxAttempts: c.maxAttempts, held: held,
 			backoff: c.next(n, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
+			cooldown: c.coolingLeft(cl.host),
+		}
+		if s.cooldown > 0 {
+			s.cooldownJitter = cooldownJitter(s.cooldown, c.random())
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			s.ctxErr, s.ctxCause = cerr, contextError(ctx)
@@ -206,6 +218,37 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 	}
 }
 
+// coolFirst waits, before a call's first attempt, until its host's
+// cooldown ends (see WithHostCooldown). It returns an error, with the
+// call's outcome, when the call must not go: the cooldown would outlast
+// the deadline, or the context ended during the wait.
+func coolFirst(ctx context.Context, c *config, cl *call) (outcome, error) {
+	d := c.coolingLeft(cl.host)
+	if d <= 0 {
+		return 0, nil
+	}
+	d += cooldownJitter(d, c.random())
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return outcomeCooldown, &Error{Err: ErrHostCoolingDown, Category: Throttled, Cause: errCoolingPastDeadline}
+	}
+	if !sleep(ctx, d) {
+		return outcomeOfContext(ctx.Err()), contextError(ctx)
+	}
+	if c.observes(eventWaited) {
+		c.emit(ctx, cl.controller, &Event{Kind: eventWaited, Delay: d, Method: cl.method})
+	}
+	return 0, nil
+}
+
+// coolingLeft returns how long a call to host must still hold off (0 when
+// the host does not cool down).
+func (c *config) coolingLeft(host string) time.Duration {
+	if c.cooldowns == nil || c.http.noCooldown {
+		return 0
+	}
+	return c.cooldowns.left(host, time.Now)
+}
+
 // spendRetry asks the budget, if any, for one retry to host.
 func (c *config) spendRetry(host string) bool {
 	return c.budget == nil || c.budget.AllowRetry(host)
@@ -226,6 +269,9 @@ type situation struct {
 	// backoff is the schedule's wait; retryAfter the wait the server or fn
 	// asked for (-1: none); maxDelay the cap.
 	backoff, retryAfter, maxDelay time.Duration
+	// cooldown is the time left in the host's cooldown (0: none), and
+	// cooldownJitter what to add to it when it is the longest wait.
+	cooldown, cooldownJitter time.Duration
 	// untilDeadline is the time left before the context's deadline, if
 	// hasDeadline.
 	untilDeadline time.Duration
@@ -257,8 +303,9 @@ type decision struct {
 
 // decide says what the loop does after an attempt, in this order: a
 // verdict that stops; the caller's context; the attempts; a Retry-After
-// above the max delay; a wait that would reach the deadline; and last the
-// retry budget, which spend asks and spends (it is called only when every
+// above the max delay; a wait (the schedule's, the Retry-After, the host's
+// cooldown: the longest) that would reach the deadline; and last the retry
+// budget, which spend asks and spends (it is called only when every
 // other rule allows the retry). It reads no clock and no context.
 func decide(s situation, spend func() bool) decision {
 	switch {
@@ -282,10 +329,21 @@ func decide(s situation, spend func() bool) decision {
 		// retry it asked not to have so soon.
 		return decision{step: stepGiveUp, outcome: outcomeRetryAfterTooLong, event: EventGiveUp}
 	}
+	// The wait: the schedule's, or what the server (or fn) asked for, or
+	// what is left of the host's cooldown, with its jitter; the longest.
+	// (A request's own Retry-After started the cooldown: it ends no later,
+	// so that request waits exactly what it was asked to.)
 	wait := max(s.backoff, s.retryAfter)
+	cooling := s.cooldown > wait
+	if cooling {
+		wait = s.cooldown + s.cooldownJitter
+	}
 	switch {
 	case s.hasDeadline && s.untilDeadline <= wait:
 		// The next attempt would have no time left.
+		if cooling {
+			return decision{step: stepGiveUp, outcome: outcomeCooldown, cause: errCoolingPastDeadline, event: EventGiveUp}
+		}
 		return decision{step: stepGiveUp, outcome: outcomeDeadline, cause: context.DeadlineExceeded, event: EventGiveUp}
 	case !spend():
 		return decision{step: stepGiveUp, outcome: outcomeBudgetExhausted, cause: ErrBudgetExhausted, event: EventBudgetDenied}

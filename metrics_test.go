@@ -92,11 +92,25 @@ func TestMetricsEveryOutcome(t *testing.T) {
 		roundTrip(&fakeBase{script: []reply{respond(503)}}, big, WithMaxBufferedBody(10))
 		roundTrip(&fakeBase{script: []reply{respond(200)}}, newReq(t, "PROPFIND", "http://svc/", nil))
 		roundTrip(&fakeBase{script: []reply{respond(200)}}, get().WithContext(WithRequestOptions(t.Context(), WithMaxAttempts(0))))
+		// A 429 with Retry-After starts the host's cooldown; a request whose
+		// deadline comes first is then not sent.
+		cooling := NewTransport(&fakeBase{script: []reply{respond(429, "Retry-After", "10")}}, append(opts, WithMaxAttempts(1))...)
+		post := func() *http.Request { return newReq(t, "POST", "http://svc/", nil) }
+		resp, err := cooling.RoundTrip(post())
+		require.NoError(t, err)
+		resp.Body.Close()
+		soon, cancel3 := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel3()
+		_, err = cooling.RoundTrip(post().WithContext(soon))
+		require.ErrorIs(t, err, ErrHostCoolingDown)
 
 		for _, o := range outcomeNames {
 			method := "GET"
-			if o == "body_not_replayable" {
+			switch o {
+			case "body_not_replayable":
 				method = "PUT"
+			case "cooldown":
+				method = "POST"
 			}
 			assert.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("c", method, o)), o)
 		}

@@ -18,7 +18,8 @@ var ErrInvalidOption = errors.New("retry: invalid option")
 // applied in order; where an option is given twice, the last one wins.
 // Options that concern HTTP only (listed in transport_options.go:
 // WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
-// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics) are
+// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics,
+// WithHostCooldown) are
 // accepted and ignored by Do, so that one option list can serve both.
 //
 // Options are plain values: building them once and passing them to many
@@ -163,6 +164,9 @@ type config struct {
 	// client's name by NewTransport (nil: no metrics).
 	metricsSrc *Metrics
 	metrics    *clientMetrics
+	// cooldowns is a Transport's table of hosts that asked to be left
+	// alone (nil for Do); see WithHostCooldown.
+	cooldowns *cooldowns
 }
 
 func defaultConfig() config {

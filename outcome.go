@@ -19,6 +19,7 @@ const (
 	outcomeBudgetExhausted                  // the retry budget denied a retry
 	outcomeBodyNotReplayable                // the request body could not be sent again
 	outcomeRequestError                     // the request could not be sent: an invalid request option, a body that failed to read, WithPrepareRetry failed
+	outcomeCooldown                         // the host's cooldown would outlast the deadline
 	numOutcomes
 )
 
@@ -32,6 +33,7 @@ var outcomeNames = [numOutcomes]string{
 	outcomeBudgetExhausted:   "budget_exhausted",
 	outcomeBodyNotReplayable: "body_not_replayable",
 	outcomeRequestError:      "request_error",
+	outcomeCooldown:          "cooldown",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

@@ -92,6 +92,7 @@ func (t *Transport) setDefaults() {
 	if !t.cfg.budgetSet {
 		t.cfg.budget = &Budget{}
 	}
+	t.cfg.cooldowns = newCooldowns()
 	if t.cfg.metricsSrc != nil {
 		t.cfg.metrics = t.cfg.metricsSrc.forClient(t.cfg.name)
 	}
@@ -188,6 +189,20 @@ type roundTrip struct {
 	url  *url.URL // see secrets
 }
 
+// holdOffHost starts the host's cooldown when its 429 or 503 asks, with a
+// Retry-After within the max delay, to be left alone (see
+// WithHostCooldown). A longer Retry-After stops this request's retries
+// instead, and starts no cooldown.
+func (rt *roundTrip) holdOffHost(resp *http.Response) {
+	if rt.c.cooldowns == nil || rt.c.http.noCooldown {
+		return
+	}
+	now := time.Now()
+	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok && d <= rt.c.maxDelay {
+		rt.c.cooldowns.hold(rt.req.URL.Host, now, d)
+	}
+}
+
 // sendError is an error of this package's own in making an attempt, not
 // the base's (GetBody or WithPrepareRetry failed): it stops the loop as it
 // is, counted as outcome.
@@ -249,6 +264,9 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	}
 
 	resp, err := baseRoundTrip(rt.t.base, r)
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		rt.holdOffHost(resp)
+	}
 	if timer == nil {
 		return resp, err
 	}

@@ -18,6 +18,7 @@ type httpConfig struct {
 	attemptTimeout     time.Duration
 	attemptHeader      string
 	prepareRetry       func(*http.Request) error
+	noCooldown         bool // WithHostCooldown(false)
 }
 
 type (
@@ -28,6 +29,7 @@ type (
 	attemptHeaderOption      string
 	prepareRetryOption       func(*http.Request) error
 	metricsOption            struct{ m *Metrics }
+	hostCooldownOption       bool
 )
 
 func (classifierOption) isOption()         {}
@@ -37,11 +39,13 @@ func (attemptTimeoutOption) isOption()     {}
 func (attemptHeaderOption) isOption()      {}
 func (prepareRetryOption) isOption()       {}
 func (metricsOption) isOption()            {}
+func (hostCooldownOption) isOption()       {}
 
 // applyHTTP sets one of the options that only a Transport uses (Do
 // accepts and ignores them, so that one option list can serve both):
 // WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
-// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry and WithMetrics.
+// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics and
+// WithHostCooldown.
 // Like config.apply, it is a type switch, so that options are applied
 // without allocating.
 func (c *config) applyHTTP(o Option) {
@@ -80,6 +84,8 @@ func (c *config) applyHTTP(o Option) {
 		c.http.prepareRetry = o
 	case metricsOption:
 		c.metricsSrc = o.m
+	case hostCooldownOption:
+		c.http.noCooldown = !bool(o)
 	}
 }
 
@@ -88,6 +94,20 @@ func (c *config) applyHTTP(o Option) {
 // none): use a fixed name per client, never one built from a request, so
 // that the label stays bounded. The default is no metrics. Do ignores it.
 func WithMetrics(m *Metrics) Option { return metricsOption{m} }
+
+// WithHostCooldown turns the host cooldown of a Transport on or off; it is
+// on by default. When any attempt to a host gets a 429 or a 503 with a
+// Retry-After within the max delay, the Transport holds that host off
+// until then: every attempt to it, the retries and the first attempts of
+// new requests alike, waits until the cooldown ends, plus a jitter of up to
+// a tenth of it (at most 1s) so that they do not all come back at once.
+// The waits count in retry_http_backoff_seconds. A request whose deadline
+// comes before the cooldown's end is not sent: RoundTrip returns at once
+// an *Error matching both ErrHostCoolingDown and context.DeadlineExceeded
+// (outcome "cooldown"); a cancel during the wait returns at once. Hosts
+// are told apart by the request's URL.Host. Do ignores it; given with
+// WithRequestOptions, it turns the waiting off or on for that request.
+func WithHostCooldown(on bool) Option { return hostCooldownOption(on) }
 
 // WithClassifier sets how a Transport sorts each attempt's outcome into a
 // Category. The default is Classify; a custom classifier can call it for
