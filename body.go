@@ -372,7 +372,7 @@ func (b *requestBody) set(r *http.Request, n int) error {
 		}
 		body, getErr := r.GetBody()
 		if getErr != nil {
-			return fmt.Errorf("retry: GetBody for attempt %d: %w", n, getErr)
+			return fmt.Errorf("%w: GetBody for attempt %d: %w", ErrNotReplayable, n, getErr)
 		}
 		r.Body = body
 		return nil

@@ -30,8 +30,9 @@ var ErrBudgetExhausted = errors.New("retry: retry budget exhausted")
 //     before its first attempt; Attempted after each attempt that was not
 //     cut short by the caller's context; and AllowRetry before each retry,
 //     only when every other rule (attempts, deadline, Retry-After) allows
-//     it. A retry is made exactly when AllowRetry returned true, so a true
-//     answer spends one retry.
+//     it. A true answer spends one retry; the retry is then made after
+//     its wait, unless the caller's context ends during the wait. An
+//     attempt that could not be made (nothing sent) is not reported.
 //   - host is the destination, the request's URL.Host for a Transport
 //     ("api.example.com", "10.0.0.7:8443"), and "" for Do. It never holds
 //     a path, a query or a header.

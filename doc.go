@@ -23,9 +23,11 @@
 // into any SDK that accepts one). It classifies each attempt's outcome into
 // a [Category] ([Classify], [WithClassifier]), retries only what may be
 // retried (idempotent requests, or requests the server provably did not
-// process), replays request bodies, honours Retry-After, and never leaks a
-// response body or a secret of the request into a log line or an error
-// message ([RedactURL]). The zero Transport works too.
+// process), replays request bodies, honours Retry-After, never leaks a
+// response body, and keeps the secrets of the request's URL out of every
+// text it writes: footprints and its own errors ([RedactURL]). (An error
+// of the base that it returns as it is, not retried, keeps the base's
+// text.) The zero Transport works too.
 //
 //	client := &http.Client{Transport: retry.NewTransport(nil)}
 //

@@ -10,10 +10,12 @@ import (
 )
 
 // Error is returned, as *Error, when the loop gives up on a retryable
-// failure: the attempts ran out, the caller's context ended, or the next
-// wait would pass the context's deadline. errors.Is and errors.As reach both
-// the last attempt's error and, when the loop stopped early, the reason
-// (context.Canceled or context.DeadlineExceeded).
+// failure, or stops short of one: the attempts ran out, the caller's
+// context ended, the next wait would pass the context's deadline, the
+// retry budget said no, the request may not be retried (a Transport's
+// non-idempotent request or unreplayable body), or the next attempt could
+// not be made (GetBody or WithPrepareRetry failed). errors.Is and
+// errors.As reach both the last attempt's error and the Cause.
 type Error struct {
 	// Attempts is the number of attempts made.
 	Attempts int
@@ -31,7 +33,12 @@ type Error struct {
 	//     context.DeadlineExceeded;
 	//   - the retry budget denied the retry: ErrBudgetExhausted;
 	//   - the request may not be retried (a Transport): ErrNotIdempotent or
-	//     ErrNotReplayable.
+	//     ErrNotReplayable;
+	//   - the next attempt could not be made (a Transport): the error of
+	//     GetBody (which matches ErrNotReplayable too) or of
+	//     WithPrepareRetry; Attempts then counts the attempts sent;
+	//   - the host's cooldown would outlast the deadline: an error matching
+	//     ErrHostCoolingDown and context.DeadlineExceeded.
 	Cause error
 
 	// url is the request's URL, set by a Transport: Error removes its
@@ -118,7 +125,8 @@ var ErrNotIdempotent = errors.New("retry: not retried: the request is not idempo
 
 // ErrNotReplayable is the Cause of the *Error a Transport returns when an
 // attempt failed with a retryable error but the request body cannot be
-// sent again: it was larger than WithMaxBufferedBody and has no GetBody.
+// sent again: it was larger than WithMaxBufferedBody and has no GetBody,
+// or its GetBody failed.
 var ErrNotReplayable = errors.New("retry: not retried: the request body cannot be sent again")
 
 // RetryAfter marks err with the wait that fn asks for before the next

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"net/url"
 	"time"
 )
 
@@ -111,6 +112,16 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 func attemptOnce[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n int) (T, verdict, error) {
 	v, err := h.attempt(ctx)
 	var vd verdict
+	if err != nil {
+		if ue, ok := err.(*unsentError); ok {
+			// Nothing was sent: no attempt to judge, count or report. The
+			// loop stops on it (see retrying).
+			if n == 1 {
+				return v, verdict{stop: true, err: ue.err, category: Fatal, outcome: ue.outcome}, ue.err
+			}
+			return v, verdict{stop: true, err: ue, category: Fatal, outcome: ue.outcome}, err
+		}
+	}
 	if err != nil && ctx.Err() != nil {
 		// Decided from the context, before and without the judge (and so
 		// the classifier, see Classifier).
@@ -141,7 +152,14 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 	held := err == nil // v is a result to hand back (a response), not a failure
 	last := vd         // the last failure that was not the context's doing
 	var prev time.Duration
+	var reqURL *url.URL // for *Error's message: see Event.reqURL
 	for {
+		if ue, ok := vd.err.(*unsentError); ok {
+			// Attempt n could not be made, and nothing was sent: the call
+			// ends with the failure before it, and why.
+			vd.err = &Error{Attempts: n - 1, Err: last.err, Category: last.category, Cause: ue.err, url: reqURL}
+			return zero, vd
+		}
 		// Decide, from the attempt's verdict, the context, the schedule,
 		// the deadline and, last, the budget.
 		if !vd.byContext() || last.err == nil {
@@ -154,6 +172,7 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		if h.describe != nil {
 			h.describe(&ev, v)
 		}
+		reqURL = ev.reqURL
 		s := situation{
 			verdict: vd, attempt: n, maxAttempts: c.maxAttempts, held: held,
 			backoff: c.next(n, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
@@ -168,7 +187,10 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		if dl, ok := ctx.Deadline(); ok {
 			s.hasDeadline, s.untilDeadline = true, time.Until(dl)
 		}
-		d := decide(s, func() bool { return c.spendRetry(cl.host) })
+		d := decide(s)
+		if d.step == stepRetry && !c.spendRetry(cl.host) {
+			d = budgetDenied // the budget is asked last, and only then
+		}
 
 		// Tell the observers.
 		if d.event != 0 {
@@ -304,10 +326,10 @@ type decision struct {
 // decide says what the loop does after an attempt, in this order: a
 // verdict that stops; the caller's context; the attempts; a Retry-After
 // above the max delay; a wait (the schedule's, the Retry-After, the host's
-// cooldown: the longest) that would reach the deadline; and last the retry
-// budget, which spend asks and spends (it is called only when every
-// other rule allows the retry). It reads no clock and no context.
-func decide(s situation, spend func() bool) decision {
+// cooldown: the longest) that would reach the deadline. It reads no clock,
+// no context and no budget: a stepRetry it returns is still subject to the
+// retry budget, which the loop asks last (see budgetDenied).
+func decide(s situation) decision {
 	switch {
 	case s.verdict.stop:
 		// A success, or a failure the request does not allow to retry.
@@ -345,11 +367,25 @@ func decide(s situation, spend func() bool) decision {
 			return decision{step: stepGiveUp, outcome: outcomeCooldown, cause: errCoolingPastDeadline, event: EventGiveUp}
 		}
 		return decision{step: stepGiveUp, outcome: outcomeDeadline, cause: context.DeadlineExceeded, event: EventGiveUp}
-	case !spend():
-		return decision{step: stepGiveUp, outcome: outcomeBudgetExhausted, cause: ErrBudgetExhausted, event: EventBudgetDenied}
 	}
 	return decision{step: stepRetry, wait: wait, event: EventRetry}
 }
+
+// unsentError is what an attempt returns when it could not be made at all,
+// so that nothing was sent: a Transport's GetBody or WithPrepareRetry
+// failed. The loop stops on it: the call's error is an *Error with the
+// failure before it and err as the Cause. outcome is the call's outcome.
+type unsentError struct {
+	err     error
+	outcome outcome
+}
+
+func (e *unsentError) Error() string { return e.err.Error() }
+func (e *unsentError) Unwrap() error { return e.err }
+
+// budgetDenied is the decision when the retry budget refuses a retry that
+// every other rule allowed.
+var budgetDenied = decision{step: stepGiveUp, outcome: outcomeBudgetExhausted, cause: ErrBudgetExhausted, event: EventBudgetDenied}
 
 // sleep waits for d or until ctx is done, and reports whether the wait ran
 // its course.

@@ -24,7 +24,9 @@ type requestOptionsKey struct{}
 // without sending anything; Do returns that error without calling fn.
 //
 // WithMetrics or WithName here select another metrics client for the
-// call; WithBudget here makes the call spend from that budget instead.
+// request (each such request resolves its label values anew, which costs
+// about as much as a retry); WithBudget here makes the call spend from that
+// budget instead.
 func WithRequestOptions(ctx context.Context, opts ...Option) context.Context {
 	prev := requestOptions(ctx)
 	all := make([]Option, 0, len(prev)+len(opts))
@@ -51,4 +53,12 @@ func (c *config) applyRequestOptions(opts []Option) {
 	} else if c.metricsSrc == nil {
 		c.metrics = nil
 	}
+}
+
+// applyCallOptions is applyRequestOptions for Do, DoErr and Wrap, which
+// count nothing in metrics whatever the options say (they are HTTP
+// metrics).
+func (c *config) applyCallOptions(opts []Option) {
+	c.applyRequestOptions(opts)
+	c.metrics = nil
 }

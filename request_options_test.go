@@ -299,3 +299,20 @@ func TestNotRetriedSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// Do counts nothing in the HTTP metrics, even when the context's options
+// name a metrics client (the same context often reaches an SDK's requests
+// and an outer Do).
+func TestRequestOptionsDoCountsNoMetrics(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	ctx := WithRequestOptions(t.Context(), WithMetrics(m), WithName("sdk"))
+	_, err = Do(ctx, func(context.Context) (int, error) { return 1, nil })
+	require.NoError(t, err)
+	_, err = Wrap(func(context.Context) (int, error) { return 1, nil }, WithMetrics(m))(ctx)
+	require.NoError(t, err)
+	err = DoErr(ctx, func(context.Context) error { return nil }, WithMetrics(m))
+	require.NoError(t, err)
+	assert.Zero(t, testutil.CollectAndCount(m.requests))
+	assert.Zero(t, testutil.CollectAndCount(m.attempts))
+}

@@ -34,7 +34,7 @@ import (
 func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	c := newConfig(opts)
 	if ropts := requestOptions(ctx); ropts != nil {
-		c.applyRequestOptions(ropts)
+		c.applyCallOptions(ropts)
 	}
 	return doWith(ctx, &c, fn, fn)
 }
@@ -43,7 +43,7 @@ func Do[T any](ctx context.Context, fn func(context.Context) (T, error), opts ..
 func DoErr(ctx context.Context, fn func(context.Context) error, opts ...Option) error {
 	c := newConfig(opts)
 	if ropts := requestOptions(ctx); ropts != nil {
-		c.applyRequestOptions(ropts)
+		c.applyCallOptions(ropts)
 	}
 	_, err := doWith(ctx, &c, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
@@ -63,7 +63,7 @@ func Wrap[T any](fn func(context.Context) (T, error), opts ...Option) func(conte
 	return func(ctx context.Context) (T, error) {
 		if ropts := requestOptions(ctx); ropts != nil {
 			rc := c
-			rc.applyRequestOptions(ropts)
+			rc.applyCallOptions(ropts)
 			return doWith(ctx, &rc, fn, fn)
 		}
 		return doWith(ctx, &c, fn, fn)

@@ -36,8 +36,11 @@ import (
 //     delay, or a wait that would end past the request context's deadline,
 //     stops the retries and returns what the last attempt got;
 //   - drains (at most 64 KiB, for at most 100ms) and closes the body of
-//     every response it retries, and never touches the body of the
-//     response it returns;
+//     every response it retries (a body that stalls is closed under the
+//     drain's Read, which net/http's bodies allow: a base of your own must
+//     allow it too), and never reads the body of the response it returns
+//     (with WithAttemptTimeout it wraps it, so that closing it releases the
+//     attempt's timer);
 //   - spends each retry from a retry budget (see Budget; each Transport
 //     has its own unless WithBudget says otherwise), and counts attempts,
 //     retries, outcomes and waits in WithMetrics' Metrics, if any.
@@ -111,6 +114,7 @@ func NewClient(opts ...Option) *http.Client {
 // has a CloseIdleConnections method. http.Client.CloseIdleConnections calls
 // it.
 func (t *Transport) CloseIdleConnections() {
+	t.once.Do(t.setDefaults) // a zero Transport's base is set on first use
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
@@ -145,7 +149,12 @@ func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, err
 	rt := roundTrip{t: t, c: c, req: req}
 	cl := call{controller: controllerTransport, method: req.Method, host: req.URL.Host}
 	if err := rt.body.prepare(req, c.http.maxBufferedBody); err != nil {
-		c.done(req.Context(), &cl, outcomeRequestError)
+		// An unreadable body, or the context ended while it was read.
+		o := outcomeRequestError
+		if cerr := req.Context().Err(); cerr != nil {
+			o = outcomeOfContext(cerr)
+		}
+		c.done(req.Context(), &cl, o)
 		return nil, err
 	}
 	resp, err := run(req.Context(), c, &cl, hooks[*http.Response]{
@@ -203,17 +212,6 @@ func (rt *roundTrip) holdOffHost(resp *http.Response) {
 	}
 }
 
-// sendError is an error of this package's own in making an attempt, not
-// the base's (GetBody or WithPrepareRetry failed): it stops the loop as it
-// is, counted as outcome.
-type sendError struct {
-	err     error
-	outcome outcome
-}
-
-func (e *sendError) Error() string { return e.err.Error() }
-func (e *sendError) Unwrap() error { return e.err }
-
 // attempt sends the next attempt on a copy of the request, or on the
 // caller's own request when nothing in it has to change (the base may not
 // modify it, so that is the same and saves an allocation).
@@ -242,9 +240,9 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	if hc.attemptHeader != "" {
 		r.Header.Set(hc.attemptHeader, strconv.Itoa(rt.n))
 	}
-	var fatal *sendError
+	var fatal *unsentError
 	if err := rt.body.set(r, rt.n); err != nil {
-		fatal = &sendError{err, outcomeBodyNotReplayable}
+		fatal = &unsentError{err, outcomeBodyNotReplayable}
 	} else if prepare {
 		u := *rt.req.URL
 		r.URL = &u
@@ -252,7 +250,7 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 			if r.Body != nil && r.Body != rt.req.Body {
 				_ = r.Body.Close()
 			}
-			fatal = &sendError{&Error{Attempts: rt.n - 1, Err: fmt.Errorf("WithPrepareRetry for attempt %d: %w", rt.n, err), Category: Fatal, url: rt.secrets()}, outcomeRequestError}
+			fatal = &unsentError{fmt.Errorf("retry: WithPrepareRetry for attempt %d: %w", rt.n, err), outcomeRequestError}
 		}
 	}
 	if fatal != nil {
@@ -314,9 +312,6 @@ func baseRoundTrip(base http.RoundTripper, r *http.Request) (*http.Response, err
 // caller gave up is decided by the loop from the context, never from the
 // error: the base's header timeout also matches DeadlineExceeded.
 func (rt *roundTrip) judge(resp *http.Response, err error) verdict {
-	if fe, ok := err.(*sendError); ok {
-		return verdict{stop: true, err: fe.err, category: Fatal, outcome: fe.outcome}
-	}
 	cat := rt.c.http.classify(resp, err)
 	switch {
 	case cat == Success && err == nil:

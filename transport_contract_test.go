@@ -238,3 +238,57 @@ func TestErrorSaysRetryOnce(t *testing.T) {
 		assert.Equal(t, "retry: stopped after 1 attempt (context canceled): server answered 503 Service Unavailable", err.Error())
 	})
 }
+
+// CloseIdleConnections on a zero Transport, while its first RoundTrip
+// sets the defaults, is no data race (http.Client calls it at any time).
+func TestZeroTransportCloseIdleConnectionsRace(t *testing.T) {
+	srv := h.NewServer(t, h.Status(200))
+	var tr Transport
+	client := &http.Client{Transport: &tr}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		resp, err := client.Get(srv.URL)
+		if assert.NoError(t, err) {
+			_ = resp.Body.Close()
+		}
+	})
+	wg.Go(client.CloseIdleConnections)
+	wg.Wait()
+}
+
+// A request whose context is done before or while its body is buffered
+// counts as canceled (or deadline), as the error it gets says.
+func TestTransportOutcomeOfContextWhileBuffering(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	tr := NewTransport(&fakeBase{script: []reply{respond(200)}}, WithMetrics(m))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := newReq(t, "POST", "http://svc/", nil).WithContext(ctx)
+	req.Body = &opaqueBody{Reader: strings.NewReader("payload")}
+	_, err = tr.RoundTrip(req)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("default", "POST", "canceled")))
+	assert.Equal(t, 1, testutil.CollectAndCount(m.requests))
+}
+
+// GetBody failing on a retry ends the call with an *Error that keeps the
+// failure before it and names why: nothing is lost.
+func TestTransportGetBodyFailureKeepsTheFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reopenErr := errors.New("file gone")
+		req := newReq(t, "PUT", "http://svc/x", strings.NewReader("abc"))
+		req.GetBody = func() (io.ReadCloser, error) { return nil, reopenErr }
+		base := &fakeBase{script: []reply{respond(503)}}
+		resp, err := NewTransport(base, fast...).RoundTrip(req)
+		assert.Nil(t, resp)
+		var re *Error
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, 1, re.Attempts, "attempts sent")
+		assert.Equal(t, ServerError, re.Category)
+		assert.Contains(t, re.Err.Error(), "503", "the failure before it")
+		assert.ErrorIs(t, err, reopenErr)
+		assert.ErrorIs(t, err, ErrNotReplayable)
+		assert.Equal(t, 1, base.Calls())
+	})
+}
