@@ -83,7 +83,7 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 	switch b := c.budget.(type) {
 	case nil:
 	case *Budget:
-		b.started(time.Now) // the common case, without an interface call
+		b.started(cl.host, time.Now) // the common case, without an interface call
 	default:
 		b.Started(cl.host)
 	}

@@ -43,7 +43,7 @@ type sim struct {
 	outage   time.Duration
 	recovery time.Duration
 	jitter   retry.Jitter
-	budget   string // "off", "default" or "tuned"
+	budget   string // "off", "default", "v1" or "tuned"
 }
 
 func (s sim) label() string { return fmt.Sprintf("%s jitter, budget %s", s.jitter, s.budget) }
@@ -53,6 +53,7 @@ type result struct {
 	sim
 	amplification float64 // received ÷ wanted during the outage
 	peak          float64 // highest received rate after recovery, req/s
+	after         float64 // mean received rate over the first second after recovery, req/s
 	recover99     time.Duration
 	recovered     bool
 	received      []float64 // received per bucket, req/s
@@ -109,6 +110,8 @@ func run(s sim) result {
 		switch s.budget {
 		case "off":
 			opts = append(opts, retry.WithBudget(nil))
+		case "v1": // the defaults before per-host budgets, for comparison
+			opts = append(opts, retry.WithBudget(&retry.Budget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}))
 		case "tuned":
 			opts = append(opts, retry.WithBudget(&retry.Budget{MinPerSecond: 0.1}))
 		}
@@ -168,6 +171,9 @@ func run(s sim) result {
 		if b >= to {
 			r.peak = max(r.peak, r.received[b])
 		}
+		if b >= to && b < to+int(time.Second/bucket) {
+			r.after += r.received[b] / float64(time.Second/bucket)
+		}
 	}
 	r.amplification = got / want
 	// The first bucket from which every later one has ≥ 99% successes.
@@ -190,12 +196,12 @@ func main() {
 	flag.Parse()
 	fleets := []int{50, 500}
 
-	fmt.Println("| clients | jitter | budget | amplification during outage | peak load after (req/s) | time to 99% success |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| clients | jitter | budget | amplification during outage | peak load after (req/s) | mean load 1st second after (req/s) | time to 99% success |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, k := range fleets {
 		var results []result
 		for _, j := range []retry.Jitter{retry.NoJitter, retry.FullJitter, retry.DecorrelatedJitter} {
-			for _, b := range []string{"off", "default", "tuned"} {
+			for _, b := range []string{"off", "v1", "default", "tuned"} {
 				r := run(sim{clients: k, wanted: 1000, capacity: *capacity, warmup: 500 * time.Millisecond,
 					outage: *outage, recovery: 3 * time.Second, jitter: j, budget: b})
 				results = append(results, r)
@@ -203,7 +209,7 @@ func main() {
 				if r.recovered {
 					rec = r.recover99.String()
 				}
-				fmt.Printf("| %d | %s | %s | %.2f | %.0f | %s |\n", k, j, b, r.amplification, r.peak, rec)
+				fmt.Printf("| %d | %s | %s | %.2f | %.0f | %.0f | %s |\n", k, j, b, r.amplification, r.peak, r.after, rec)
 			}
 		}
 		if err := plotLoad(results, filepath.Join(*out, fmt.Sprintf("fleet-K%d.png", k))); err != nil {
