@@ -3,7 +3,6 @@ package retry
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,46 +18,44 @@ var ErrHostCoolingDown = errors.New("retry: host is cooling down")
 // up because its host's cooldown would outlast its deadline.
 var errCoolingPastDeadline error = &causeError{cause: ErrHostCoolingDown, err: context.DeadlineExceeded}
 
-// maxCooldownHosts bounds the hosts a Transport remembers as cooling down.
-// Only hosts whose cooldown has not ended take a place; when every place is
-// taken by a running cooldown, a new one is not recorded (its requests
-// still honour their own Retry-After).
-const maxCooldownHosts = 1024
-
 // cooldowns remembers, per host, until when the server asked to be left
 // alone. Every request to such a host, first attempts of new requests
-// included, waits until then (see the loop). The success path costs one
-// atomic load while no host cools down, and one map look-up while some
-// other host does.
+// included, waits until then (see the loop). Its table keeps at most
+// MaxHosts hosts, forgetting the idlest. The success path costs one atomic
+// load while no cooldown runs, and a look-up without lock or allocation
+// while one does.
 type cooldowns struct {
-	origin time.Time    // the monotonic base of the ends below
-	hosts  sync.Map     // host → *atomic.Int64: the cooldown's end, in ns since origin
-	n      atomic.Int32 // entries in hosts
-	mu     sync.Mutex   // serializes inserts and clean-ups
+	origin time.Time // the monotonic base of the ends below
+	// hosts holds each host's cooldown end, in ns since origin; 0 when it
+	// has no cooldown running.
+	hosts hostTable[atomic.Int64]
+	// active counts the ends that are set and not yet seen to be over.
+	active atomic.Int32
 }
 
 func newCooldowns() *cooldowns { return &cooldowns{origin: time.Now()} }
 
-// left returns how long host still cools down at now (0: it does not). A
-// cooldown found over is forgotten.
+// left returns how long host still cools down (0: it does not), reading
+// the clock through now only when the host has a cooldown set. A cooldown
+// found over is cleared.
 func (cs *cooldowns) left(host string, now func() time.Time) time.Duration {
-	if cs == nil || cs.n.Load() == 0 {
+	if cs == nil || cs.active.Load() == 0 {
 		return 0
 	}
-	v, ok := cs.hosts.Load(host)
-	if !ok {
+	e := cs.hosts.peek(host)
+	if e == nil {
 		return 0
 	}
-	end := v.(*atomic.Int64)
-	d := time.Duration(end.Load()) - now().Sub(cs.origin)
-	if d > 0 {
+	end := e.Load()
+	if end == 0 {
+		return 0
+	}
+	if d := time.Duration(end) - now().Sub(cs.origin); d > 0 {
 		return d
 	}
-	cs.mu.Lock()
-	if time.Duration(end.Load()) <= now().Sub(cs.origin) && cs.hosts.CompareAndDelete(host, v) {
-		cs.n.Add(-1)
+	if e.CompareAndSwap(end, 0) {
+		cs.active.Add(-1)
 	}
-	cs.mu.Unlock()
 	return 0
 }
 
@@ -69,41 +66,19 @@ func (cs *cooldowns) hold(host string, now time.Time, d time.Duration) {
 		return
 	}
 	end := int64(now.Sub(cs.origin) + d)
-	v, ok := cs.hosts.Load(host)
-	if !ok {
-		cs.mu.Lock()
-		if v, ok = cs.hosts.Load(host); !ok {
-			if cs.n.Load() >= maxCooldownHosts {
-				cs.forgetEnded(now)
-			}
-			if cs.n.Load() >= maxCooldownHosts {
-				cs.mu.Unlock()
-				return
-			}
-			v = new(atomic.Int64)
-			cs.hosts.Store(host, v)
-			cs.n.Add(1)
-		}
-		cs.mu.Unlock()
-	}
-	e := v.(*atomic.Int64)
+	e := cs.hosts.get(host)
 	for {
 		old := e.Load()
-		if old >= end || e.CompareAndSwap(old, end) {
+		if old >= end {
+			return
+		}
+		if e.CompareAndSwap(old, end) {
+			if old == 0 {
+				cs.active.Add(1)
+			}
 			return
 		}
 	}
-}
-
-// forgetEnded drops the cooldowns that are over at now. cs.mu must be held.
-func (cs *cooldowns) forgetEnded(now time.Time) {
-	at := int64(now.Sub(cs.origin))
-	cs.hosts.Range(func(k, v any) bool {
-		if v.(*atomic.Int64).Load() <= at && cs.hosts.CompareAndDelete(k, v) {
-			cs.n.Add(-1)
-		}
-		return true
-	})
 }
 
 // cooldownJitter spreads the requests that waited for one cooldown's end

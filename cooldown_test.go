@@ -237,21 +237,38 @@ func TestHostCooldownOwnRetryAfterIsExact(t *testing.T) {
 	})
 }
 
-// The table of cooling hosts stays bounded however many hosts ask.
+// The table of cooling hosts stays bounded however many hosts ask, and a
+// cooldown seen to be over is cleared, so that requests skip the look-up
+// again.
 func TestCooldownTableBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cs := newCooldowns()
-		for i := range 3 * maxCooldownHosts {
+		for i := range 3 * MaxHosts {
 			cs.hold(fmt.Sprintf("h%d.example", i), time.Now(), time.Minute)
 		}
-		assert.Equal(t, int32(maxCooldownHosts), cs.n.Load(), "full of running cooldowns: new ones are not recorded")
-		assert.Positive(t, cs.left("h0.example", time.Now))
-		assert.Zero(t, cs.left(fmt.Sprintf("h%d.example", 2*maxCooldownHosts), time.Now))
+		assert.Equal(t, MaxHosts, cs.hosts.len(), "bounded: the idlest are forgotten")
+		last := fmt.Sprintf("h%d.example", 3*MaxHosts-1)
+		assert.Positive(t, cs.left(last, time.Now), "the newest is kept")
+		assert.Zero(t, cs.left("h0.example", time.Now), "the oldest was forgotten")
 
 		time.Sleep(time.Minute) // every cooldown ends
+		assert.Zero(t, cs.left(last, time.Now))
 		cs.hold("new.example", time.Now(), time.Minute)
-		assert.Equal(t, int32(1), cs.n.Load(), "ended cooldowns make room")
 		assert.Positive(t, cs.left("new.example", time.Now))
-		assert.Zero(t, cs.left("h0.example", time.Now))
+	})
+}
+
+func TestCooldownClearedWhenOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cs := newCooldowns()
+		cs.hold("a.example", time.Now(), time.Second)
+		cs.hold("a.example", time.Now(), 500*time.Millisecond) // earlier: no change
+		assert.Equal(t, int32(1), cs.active.Load())
+		assert.Equal(t, time.Second, cs.left("a.example", time.Now))
+		time.Sleep(time.Second)
+		assert.Zero(t, cs.left("a.example", time.Now))
+		assert.Zero(t, cs.active.Load(), "over: requests skip the look-up again")
+		cs.hold("a.example", time.Now(), time.Second)
+		assert.Equal(t, int32(1), cs.active.Load(), "and a new cooldown counts again")
 	})
 }

@@ -51,6 +51,17 @@ func (t *hostTable[V]) get(host string) *V {
 	return t.add(host)
 }
 
+// peek returns host's state, or nil when the table has none: unlike get,
+// it adds nothing, and it does not count as a use.
+func (t *hostTable[V]) peek(host string) *V {
+	if m := t.m.Load(); m != nil {
+		if e, ok := (*m)[host]; ok {
+			return &e.v
+		}
+	}
+	return nil
+}
+
 // add is get's slow path: host is (most likely) missing.
 func (t *hostTable[V]) add(host string) *V {
 	t.mu.Lock()

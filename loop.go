@@ -87,7 +87,7 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 	default:
 		b.Started(cl.host)
 	}
-	if c.cooldowns != nil && c.cooldowns.n.Load() != 0 {
+	if c.cooldowns != nil && c.cooldowns.active.Load() != 0 {
 		// Some host cools down: wait if it is this call's.
 		if o, err := coolFirst(ctx, c, cl); err != nil {
 			c.done(ctx, cl, o)
