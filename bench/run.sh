@@ -18,7 +18,7 @@ go test -run '^$' -bench 'Faulty|Outage|Upload64MiB' -benchtime 1x -count 3 . > 
 echo "benchstat..." >&2
 $BENCHSTAT -col /peer "$raw/speed.txt" > "$raw/benchstat.txt"
 $BENCHSTAT -col /peer -filter '/peer:(retry OR retryablehttp OR failsafehttp)' "$raw/speed.txt" > "$raw/benchstat-peers.txt"
-echo "fleet simulation (about 2 minutes)..." >&2
+echo "fleet simulation (about 4 minutes)..." >&2
 go run ./fleetsim -out . > "$raw/fleet.txt"
 date -u +%Y-%m-%d > "$raw/date.txt"
 fi
@@ -52,16 +52,22 @@ fi
   echo "## Fleet simulation"
   echo
   echo "\`go run ./fleetsim\`: K clients, each with its own Transport (4 attempts, 100ms sleep time," \
-       "2s max delay), send 1000 requests per second in all (open loop, to random clients) to one" \
-       "loopback server that serves 1200 per second and sheds the rest with 503, and is down" \
-       "(always 503) from 0.5s to 2.5s. Budget: \`off\` = \`WithBudget(nil)\`, \`default\` = a zero" \
-       "\`Budget\` per client, \`tuned\` = \`&Budget{MinPerSecond: 0.1}\` per client." \
-       "Amplification = requests the server received during the outage ÷ requests the clients wanted;" \
-       "time to 99% = from the server's return until every later 100ms of new requests succeeds ≥ 99%."
+       "2s max delay, host cooldown on unless said), send 1000 requests per second in all (open loop," \
+       "to random clients) to one loopback server that serves 1200 per second and sheds the rest with" \
+       "503, and is down from 0.5s to 2.5s: it answers 503 (\`503\`), 503 with \`Retry-After: 1\`" \
+       "(\`503+RA\`), or resets every connection (\`reset\`). Budget: \`off\` = \`WithBudget(nil)\`," \
+       "\`v1\` = the old defaults (\`&Budget{Ratio: 0.2, MinPerSecond: 10}\`), \`default\` = a zero" \
+       "\`Budget\` per client (ratio 0.1, 0.3 per second, per host), \`tuned\` =" \
+       "\`&Budget{MinPerSecond: 0.1}\` per client. Amplification = requests the server received during" \
+       "the outage ÷ requests the clients wanted; mean load 1st second after = what the server received" \
+       "in the second after it came back (the clients want 1000 a second); time to 99% = from the" \
+       "server's return until every later 100ms of new requests succeeds ≥ 99%."
   echo
   cat "$raw/fleet.txt"
   echo
   echo "![50 clients](fleet-K50.png)"
   echo "![500 clients](fleet-K500.png)"
+  echo "![50 clients, other failures](fleet-K50-failures.png)"
+  echo "![500 clients, other failures](fleet-K500-failures.png)"
 } > RESULTS.md
 echo "wrote bench/RESULTS.md" >&2

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -44,9 +45,20 @@ type sim struct {
 	recovery time.Duration
 	jitter   retry.Jitter
 	budget   string // "off", "default", "v1" or "tuned"
+	failure  string // how the dead server fails: "503", "503+RA" (with Retry-After: 1) or "reset"
+	cooldown bool   // retry.WithHostCooldown
 }
 
-func (s sim) label() string { return fmt.Sprintf("%s jitter, budget %s", s.jitter, s.budget) }
+func (s sim) label() string {
+	l := fmt.Sprintf("%s jitter, budget %s", s.jitter, s.budget)
+	if s.failure != "503" {
+		l += ", " + s.failure
+	}
+	if !s.cooldown {
+		l += ", no cooldown"
+	}
+	return l
+}
 
 // result is what one run measured.
 type result struct {
@@ -77,7 +89,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.received[b].Add(1)
 	}
 	if el >= s.sim.warmup && el < s.sim.warmup+s.sim.outage {
-		w.WriteHeader(http.StatusServiceUnavailable)
+		switch s.sim.failure {
+		case "reset":
+			reset(w)
+		case "503+RA":
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 		return
 	}
 	s.mu.Lock()
@@ -95,6 +115,18 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok")
 }
 
+// reset closes the connection at once with a TCP RST.
+func reset(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
 func run(s sim) result {
 	total := s.warmup + s.outage + s.recovery
 	nb := int(total / bucket)
@@ -106,7 +138,7 @@ func run(s sim) result {
 	transports := make([]*retry.Transport, s.clients)
 	for i := range transports {
 		opts := []retry.Option{retry.WithMaxAttempts(4), retry.WithSleepTime(100 * time.Millisecond),
-			retry.WithMaxDelay(2 * time.Second), retry.WithJitter(s.jitter), quiet}
+			retry.WithMaxDelay(2 * time.Second), retry.WithJitter(s.jitter), retry.WithHostCooldown(s.cooldown), quiet}
 		switch s.budget {
 		case "off":
 			opts = append(opts, retry.WithBudget(nil))
@@ -196,20 +228,19 @@ func main() {
 	flag.Parse()
 	fleets := []int{50, 500}
 
-	fmt.Println("| clients | jitter | budget | amplification during outage | peak load after (req/s) | mean load 1st second after (req/s) | time to 99% success |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	base := sim{wanted: 1000, capacity: *capacity, warmup: 500 * time.Millisecond, outage: *outage,
+		recovery: 3 * time.Second, failure: "503", cooldown: true}
+
+	fmt.Println("Dead server answers 503 (no Retry-After):")
+	fmt.Println()
+	header()
 	for _, k := range fleets {
 		var results []result
 		for _, j := range []retry.Jitter{retry.NoJitter, retry.FullJitter, retry.DecorrelatedJitter} {
 			for _, b := range []string{"off", "v1", "default", "tuned"} {
-				r := run(sim{clients: k, wanted: 1000, capacity: *capacity, warmup: 500 * time.Millisecond,
-					outage: *outage, recovery: 3 * time.Second, jitter: j, budget: b})
-				results = append(results, r)
-				rec := "not within 3s"
-				if r.recovered {
-					rec = r.recover99.String()
-				}
-				fmt.Printf("| %d | %s | %s | %.2f | %.0f | %.0f | %s |\n", k, j, b, r.amplification, r.peak, r.after, rec)
+				s := base
+				s.clients, s.jitter, s.budget = k, j, b
+				results = append(results, row(s))
 			}
 		}
 		if err := plotLoad(results, filepath.Join(*out, fmt.Sprintf("fleet-K%d.png", k))); err != nil {
@@ -217,6 +248,48 @@ func main() {
 			os.Exit(1)
 		}
 	}
+
+	fmt.Println()
+	fmt.Println("Other ways of being down (no jitter): 503 with Retry-After: 1, with and without the host cooldown; connection resets:")
+	fmt.Println()
+	header()
+	for _, k := range fleets {
+		var results []result
+		for _, f := range []struct {
+			failure  string
+			cooldown bool
+		}{{"503+RA", true}, {"503+RA", false}, {"reset", true}} {
+			for _, b := range []string{"off", "v1", "default"} {
+				s := base
+				s.clients, s.jitter, s.budget, s.failure, s.cooldown = k, retry.NoJitter, b, f.failure, f.cooldown
+				results = append(results, row(s))
+			}
+		}
+		if err := plotLoad(results, filepath.Join(*out, fmt.Sprintf("fleet-K%d-failures.png", k))); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetsim:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func header() {
+	fmt.Println("| clients | dead server | jitter | budget | cooldown | amplification during outage | peak load after (req/s) | mean load 1st second after (req/s) | time to 99% success |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+}
+
+// row runs s and prints its line of the table.
+func row(s sim) result {
+	r := run(s)
+	rec := "not within 3s"
+	if r.recovered {
+		rec = r.recover99.String()
+	}
+	cd := "on"
+	if !s.cooldown {
+		cd = "off"
+	}
+	fmt.Printf("| %d | %s | %s | %s | %s | %.2f | %.0f | %.0f | %s |\n", s.clients, s.failure, s.jitter, s.budget, cd, r.amplification, r.peak, r.after, rec)
+	return r
 }
 
 // plotLoad draws the load each run put on the server over time.
