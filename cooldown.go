@@ -18,26 +18,46 @@ var ErrHostCoolingDown = errors.New("retry: host is cooling down")
 // up because its host's cooldown would outlast its deadline.
 var errCoolingPastDeadline error = &causeError{cause: ErrHostCoolingDown, err: context.DeadlineExceeded}
 
+// probeWindow is how long, once a host's cooldown is over, one request
+// (the probe) has the host to itself: the others wait that much longer for
+// its answer. If the probe is answered with another 429 or 503 with a
+// Retry-After, the cooldown goes on and nobody else went; if it is answered
+// otherwise, the cooldown is cleared. Without a probe, every request held
+// during the cooldown would come back at its end at once, to a server
+// that may well still be down.
+const probeWindow = 100 * time.Millisecond
+
 // cooldowns remembers, per host, until when the server asked to be left
 // alone. Every request to such a host, first attempts of new requests
-// included, waits until then (see the loop). Its table keeps at most
-// MaxHosts hosts, forgetting the idlest. The success path costs one atomic
-// load while no cooldown runs, and a look-up without lock or allocation
-// while one does.
+// included, waits until then (see the loop); then one request probes the
+// host (see probeWindow). Its table keeps at most MaxHosts hosts,
+// forgetting the idlest. The success path costs one atomic load while no
+// cooldown runs, and a look-up without lock or allocation while one does.
 type cooldowns struct {
 	origin time.Time // the monotonic base of the ends below
-	// hosts holds each host's cooldown end, in ns since origin; 0 when it
-	// has no cooldown running.
+	// hosts holds each host's cooldown state: 0 when none runs, else its
+	// end in ns since origin, shifted left by one, with the low bit set
+	// while a probe has the host (see cooldownState).
 	hosts hostTable[atomic.Int64]
-	// active counts the ends that are set and not yet seen to be over.
+	// active counts the hosts whose state is not 0.
 	active atomic.Int32
+}
+
+// cooldownState packs a cooldown's end and whether it is a probe's window.
+func cooldownState(end time.Duration, probing bool) int64 {
+	s := int64(end) << 1
+	if probing {
+		s |= 1
+	}
+	return s
 }
 
 func newCooldowns() *cooldowns { return &cooldowns{origin: time.Now()} }
 
-// left returns how long host still cools down (0: it does not), reading
-// the clock through now only when the host has a cooldown set. A cooldown
-// found over is cleared.
+// left returns how long a request to host must still wait (0: it may go),
+// reading the clock through now only when the host has a cooldown. The
+// first request to find a cooldown over becomes its probe: it may go, and
+// the others wait probeWindow more.
 func (cs *cooldowns) left(host string, now func() time.Time) time.Duration {
 	if cs == nil || cs.active.Load() == 0 {
 		return 0
@@ -46,38 +66,75 @@ func (cs *cooldowns) left(host string, now func() time.Time) time.Duration {
 	if e == nil {
 		return 0
 	}
-	end := e.Load()
-	if end == 0 {
+	for {
+		st := e.Load()
+		if st == 0 {
+			return 0
+		}
+		at := now().Sub(cs.origin)
+		if d := time.Duration(st>>1) - at; d > 0 {
+			return d
+		}
+		if e.CompareAndSwap(st, cooldownState(at+probeWindow, true)) {
+			return 0 // this request is the probe
+		}
+	}
+}
+
+// remaining returns how long host still cools down (0: not at all), like
+// left but without claiming a probe: for planning a wait, not for going.
+func (cs *cooldowns) remaining(host string, now func() time.Time) time.Duration {
+	if cs == nil || cs.active.Load() == 0 {
 		return 0
 	}
-	if d := time.Duration(end) - now().Sub(cs.origin); d > 0 {
-		return d
+	e := cs.hosts.peek(host)
+	if e == nil {
+		return 0
 	}
-	if e.CompareAndSwap(end, 0) {
-		cs.active.Add(-1)
+	st := e.Load()
+	if st == 0 {
+		return 0
 	}
-	return 0
+	return max(time.Duration(st>>1)-now().Sub(cs.origin), 0)
 }
 
 // hold records that host asked at now to be left alone for d. A later end
-// than the one recorded wins; an earlier one changes nothing.
+// than the one recorded wins (and ends a probe's window); an earlier one
+// changes nothing.
 func (cs *cooldowns) hold(host string, now time.Time, d time.Duration) {
 	if cs == nil || d <= 0 {
 		return
 	}
-	end := int64(now.Sub(cs.origin) + d)
+	end := now.Sub(cs.origin) + d
 	e := cs.hosts.get(host)
 	for {
 		old := e.Load()
-		if old >= end {
+		if old != 0 && time.Duration(old>>1) >= end {
 			return
 		}
-		if e.CompareAndSwap(old, end) {
+		if e.CompareAndSwap(old, cooldownState(end, false)) {
 			if old == 0 {
 				cs.active.Add(1)
 			}
 			return
 		}
+	}
+}
+
+// answered records that a request to host got an answer that asks for no
+// cooldown: if it was a probe's, the host is back, and its cooldown is
+// cleared. (An answer to a request sent before the cooldown began says
+// nothing about the end of it: a running cooldown is left as it is.)
+func (cs *cooldowns) answered(host string) {
+	if cs == nil || cs.active.Load() == 0 {
+		return
+	}
+	e := cs.hosts.peek(host)
+	if e == nil {
+		return
+	}
+	if st := e.Load(); st&1 == 1 && e.CompareAndSwap(st, 0) {
+		cs.active.Add(-1)
 	}
 }
 

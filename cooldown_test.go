@@ -130,7 +130,8 @@ func TestHostCooldownHoldsOffEveryRequest(t *testing.T) {
 	// at most the in-flight count), plus one per cooldown end.
 	assert.LessOrEqual(t, with.hitsWhileBusy, with.inFlight+1, "only requests already in flight reach a cooling host")
 	assert.Zero(t, with.failed, "every request succeeds")
-	assert.LessOrEqual(t, with.slowest, time.Second+100*time.Millisecond+3*10*time.Millisecond, "within 1s + jitter (+ the server's latency)")
+	assert.LessOrEqual(t, with.slowest, time.Second+100*time.Millisecond+probeWindow+3*10*time.Millisecond,
+		"within 1s + jitter (+ the probe's window and the server's latency)")
 
 	assert.Greater(t, without.hitsWhileBusy, 10*with.hitsWhileBusy, "without the cooldown, new requests keep hitting the busy host")
 }
@@ -258,17 +259,70 @@ func TestCooldownTableBounded(t *testing.T) {
 	})
 }
 
-func TestCooldownClearedWhenOver(t *testing.T) {
+func TestCooldownProbe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cs := newCooldowns()
 		cs.hold("a.example", time.Now(), time.Second)
 		cs.hold("a.example", time.Now(), 500*time.Millisecond) // earlier: no change
 		assert.Equal(t, int32(1), cs.active.Load())
 		assert.Equal(t, time.Second, cs.left("a.example", time.Now))
+		assert.Equal(t, time.Second, cs.remaining("a.example", time.Now))
+
+		time.Sleep(time.Second)
+		assert.Zero(t, cs.remaining("a.example", time.Now), "over")
+		assert.Zero(t, cs.left("a.example", time.Now), "the first to find it over is the probe: it goes")
+		assert.Equal(t, probeWindow, cs.left("a.example", time.Now), "the others wait for the probe's answer")
+
+		// The probe is answered with another Retry-After: the cooldown
+		// goes on and nobody else went.
+		cs.hold("a.example", time.Now(), time.Second)
+		assert.Equal(t, time.Second, cs.left("a.example", time.Now))
+
+		// An answer to a request sent before a cooldown ends nothing.
+		cs.answered("a.example")
+		assert.Equal(t, time.Second, cs.left("a.example", time.Now))
+
+		// The next probe is answered: the host is back for everyone.
 		time.Sleep(time.Second)
 		assert.Zero(t, cs.left("a.example", time.Now))
-		assert.Zero(t, cs.active.Load(), "over: requests skip the look-up again")
+		cs.answered("a.example")
+		assert.Zero(t, cs.left("a.example", time.Now))
+		assert.Zero(t, cs.active.Load(), "cleared: requests skip the look-up again")
+
+		// A probe that gets no answer (a reset) lets the next go after
+		// its window.
 		cs.hold("a.example", time.Now(), time.Second)
-		assert.Equal(t, int32(1), cs.active.Load(), "and a new cooldown counts again")
+		time.Sleep(time.Second)
+		assert.Zero(t, cs.left("a.example", time.Now))
+		time.Sleep(probeWindow)
+		assert.Zero(t, cs.left("a.example", time.Now), "the next probe")
+		assert.Equal(t, probeWindow, cs.left("a.example", time.Now))
+	})
+}
+
+// Through a Transport: after the cooldown, one request probes the host
+// while the others wait; a Retry-After on the probe holds them all off
+// again.
+func TestHostCooldownProbeThroughTransport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newThrottlingServer(2500*time.Millisecond, 10*time.Millisecond) // busy for 2.5s
+		tr := NewTransport(srv, WithBudget(nil), WithSleepTime(100*time.Millisecond), WithMaxAttempts(10), discard)
+		var wg sync.WaitGroup
+		for i := range 21 {
+			wg.Go(func() {
+				if i > 0 {
+					time.Sleep(50 * time.Millisecond) // after the first 429
+				}
+				resp, err := tr.RoundTrip(newReq(t, "GET", "http://api.example/", nil))
+				if assert.NoError(t, err) {
+					assert.Equal(t, 200, resp.StatusCode, "retried after each Retry-After until the server was back")
+				}
+			})
+		}
+		wg.Wait()
+		// While the server is busy: the first request at 0s, then one
+		// probe at each cooldown end (~1s, ~2s), each answered with a 429
+		// that extends the cooldown; the other 20 requests wait.
+		assert.Equal(t, 3, srv.hitsBetween(0, 2500*time.Millisecond), "one request a cooldown end, no more")
 	})
 }

@@ -89,7 +89,11 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 	}
 	if c.cooldowns != nil && c.cooldowns.active.Load() != 0 {
 		// Some host cools down: wait if it is this call's.
-		if o, err := coolFirst(ctx, c, cl); err != nil {
+		if o, cause := holdOff(ctx, c, cl); cause != nil {
+			err := cause
+			if o == outcomeCooldown {
+				err = &Error{Err: ErrHostCoolingDown, Category: Throttled, Cause: cause}
+			}
 			c.done(ctx, cl, o)
 			var zero T
 			return zero, err
@@ -176,7 +180,7 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		s := situation{
 			verdict: vd, attempt: n, maxAttempts: c.maxAttempts, held: held,
 			backoff: c.next(n, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
-			cooldown: c.coolingLeft(cl.host),
+			cooldown: c.coolingRemaining(cl.host),
 		}
 		if s.cooldown > 0 {
 			s.cooldownJitter = cooldownJitter(s.cooldown, c.random())
@@ -232,6 +236,17 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 			c.emit(ctx, cl.controller, &Event{Kind: eventWaited, Delay: d.wait, Method: cl.method})
 		}
 		prev = d.wait
+		if c.cooldowns != nil && c.cooldowns.active.Load() != 0 {
+			// The host may have started cooling down during the wait, or
+			// another request may be probing it.
+			if o, cause := holdOff(ctx, c, cl); cause != nil {
+				if ctx.Err() != nil {
+					vd = verdict{err: last.err, category: Canceled}
+					continue // the context rule
+				}
+				return zero, verdict{err: &Error{Attempts: n, Err: last.err, Category: last.category, Cause: cause, url: reqURL}, outcome: o}
+			}
+		}
 
 		// Make the next attempt.
 		n++
@@ -240,30 +255,41 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 	}
 }
 
-// coolFirst waits, before a call's first attempt, until its host's
-// cooldown ends (see WithHostCooldown). It returns an error, with the
-// call's outcome, when the call must not go: the cooldown would outlast
-// the deadline, or the context ended during the wait.
-func coolFirst(ctx context.Context, c *config, cl *call) (outcome, error) {
-	d := c.coolingLeft(cl.host)
-	if d <= 0 {
-		return 0, nil
+// holdOff waits, before an attempt, until the call's host is no longer
+// cooling down (see WithHostCooldown), each wait with its jitter. It
+// returns the cause and the call's outcome when the call must stop
+// instead: the cooldown would outlast the deadline (errCoolingPastDeadline),
+// or the context ended during a wait.
+func holdOff(ctx context.Context, c *config, cl *call) (outcome, error) {
+	for {
+		d := c.coolingLeft(cl.host)
+		if d <= 0 {
+			return 0, nil
+		}
+		d += cooldownJitter(d, c.random())
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+			return outcomeCooldown, errCoolingPastDeadline
+		}
+		if !sleep(ctx, d) {
+			return outcomeOfContext(ctx.Err()), contextError(ctx)
+		}
+		if c.observes(eventWaited) {
+			c.emit(ctx, cl.controller, &Event{Kind: eventWaited, Delay: d, Method: cl.method})
+		}
 	}
-	d += cooldownJitter(d, c.random())
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
-		return outcomeCooldown, &Error{Err: ErrHostCoolingDown, Category: Throttled, Cause: errCoolingPastDeadline}
+}
+
+// coolingRemaining is coolingLeft without claiming a probe, for planning
+// a wait.
+func (c *config) coolingRemaining(host string) time.Duration {
+	if c.cooldowns == nil || c.http.noCooldown {
+		return 0
 	}
-	if !sleep(ctx, d) {
-		return outcomeOfContext(ctx.Err()), contextError(ctx)
-	}
-	if c.observes(eventWaited) {
-		c.emit(ctx, cl.controller, &Event{Kind: eventWaited, Delay: d, Method: cl.method})
-	}
-	return 0, nil
+	return c.cooldowns.remaining(host, time.Now)
 }
 
 // coolingLeft returns how long a call to host must still hold off (0 when
-// the host does not cool down).
+// it may go: the host does not cool down, or this call is its probe).
 func (c *config) coolingLeft(host string) time.Duration {
 	if c.cooldowns == nil || c.http.noCooldown {
 		return 0

@@ -203,9 +203,6 @@ type roundTrip struct {
 // WithHostCooldown). A longer Retry-After stops this request's retries
 // instead, and starts no cooldown.
 func (rt *roundTrip) holdOffHost(resp *http.Response) {
-	if rt.c.cooldowns == nil || rt.c.http.noCooldown {
-		return
-	}
 	now := time.Now()
 	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok && d <= rt.c.maxDelay {
 		rt.c.cooldowns.hold(rt.req.URL.Host, now, d)
@@ -262,8 +259,12 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	}
 
 	resp, err := baseRoundTrip(rt.t.base, r)
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		rt.holdOffHost(resp)
+	if resp != nil && !rt.c.http.noCooldown {
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			rt.holdOffHost(resp)
+		} else {
+			rt.c.cooldowns.answered(rt.req.URL.Host)
+		}
 	}
 	if timer == nil {
 		return resp, err
