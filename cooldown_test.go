@@ -121,8 +121,8 @@ func storm(t *testing.T, opts ...Option) stormResult {
 func TestHostCooldownHoldsOffEveryRequest(t *testing.T) {
 	with := storm(t)
 	without := storm(t, WithHostCooldown(false))
-	t.Logf("hits after the first 429 while the server was busy: %d with the cooldown (in flight then: %d), %d without",
-		with.hitsWhileBusy, with.inFlight, without.hitsWhileBusy)
+	t.Logf("hits after the first 429 while the server was busy: %d with the cooldown (in flight then: %d), %d without; slowest request %v with the cooldown",
+		with.hitsWhileBusy, with.inFlight, without.hitsWhileBusy, with.slowest)
 
 	// In flight when the first 429 went out: those may still arrive (the
 	// first 429 included, which arrived before it went out, is counted by

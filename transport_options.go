@@ -100,7 +100,10 @@ func WithMetrics(m *Metrics) Option { return metricsOption{m} }
 // Retry-After within the max delay, the Transport holds that host off
 // until then: every attempt to it, the retries and the first attempts of
 // new requests alike, waits until the cooldown ends, plus a jitter of up to
-// a tenth of it (at most 1s) so that they do not all come back at once.
+// a tenth of it (at most 1s). Then one request probes the host while the
+// others wait 100ms more for its answer: another 429 or 503 with a
+// Retry-After holds them all off again, any other answer clears the
+// cooldown.
 // The waits count in retry_http_backoff_seconds. A request whose deadline
 // comes before the cooldown's end is not sent: RoundTrip returns at once
 // an *Error matching both ErrHostCoolingDown and context.DeadlineExceeded
