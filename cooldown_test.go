@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -324,5 +326,25 @@ func TestHostCooldownProbeThroughTransport(t *testing.T) {
 		// probe at each cooldown end (~1s, ~2s), each answered with a 429
 		// that extends the cooldown; the other 20 requests wait.
 		assert.Equal(t, 3, srv.hitsBetween(0, 2500*time.Millisecond), "one request a cooldown end, no more")
+	})
+}
+
+// The waits for a cooldown count in retry_http_backoff_seconds.
+func TestHostCooldownWaitsCountAsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, _ := newTestMetrics(t)
+		base := &fakeBase{script: []reply{respond(429, "Retry-After", "4"), respond(200)}}
+		tr := NewTransport(base, append(fast, WithMaxAttempts(1), WithMetrics(m), WithName("c"))...)
+		resp, err := tr.RoundTrip(newReq(t, "GET", "http://api.example/", nil))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		resp, err = tr.RoundTrip(newReq(t, "GET", "http://api.example/", nil)) // waits ~4s first
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		h := m.backoff.WithLabelValues("c").(prometheus.Histogram)
+		var pb dto.Metric
+		require.NoError(t, h.Write(&pb))
+		assert.Equal(t, uint64(1), pb.GetHistogram().GetSampleCount())
+		assert.InDelta(t, 4.0, pb.GetHistogram().GetSampleSum(), 0.4)
 	})
 }
