@@ -95,7 +95,6 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 				err = &Error{Err: ErrHostCoolingDown, Category: Throttled, Cause: cause}
 			}
 			c.done(ctx, cl, o)
-			var zero T
 			return zero, err
 		}
 	}
