@@ -36,9 +36,12 @@
 //
 // # Overload
 //
-// Each Transport spends its retries from a [Budget], so that a fleet of
-// clients does not multiply the load on a server that is already down;
-// [WithBudget] shares one, or turns it off.
+// Each Transport spends its retries from a [Budget] that counts per
+// destination host, so that a fleet of clients does not multiply the load
+// on a server that is already down; [WithBudget] shares one, replaces it
+// with another [RetryBudget], or turns it off. A 429 or 503 with a
+// Retry-After makes the Transport hold every request to that host off
+// until then, then let one probe through ([WithHostCooldown]).
 //
 // # Observing
 //
