@@ -59,10 +59,7 @@ func newCooldowns() *cooldowns { return &cooldowns{origin: time.Now()} }
 // first request to find a cooldown over becomes its probe: it may go, and
 // the others wait probeWindow more.
 func (cs *cooldowns) left(host string, now func() time.Time) time.Duration {
-	if cs == nil || cs.active.Load() == 0 {
-		return 0
-	}
-	e := cs.hosts.peek(host)
+	e := cs.entry(host)
 	if e == nil {
 		return 0
 	}
@@ -81,13 +78,19 @@ func (cs *cooldowns) left(host string, now func() time.Time) time.Duration {
 	}
 }
 
+// entry returns host's cooldown state, or nil when no cooldown can concern
+// it; while no host cools down, that costs one atomic load.
+func (cs *cooldowns) entry(host string) *atomic.Int64 {
+	if cs == nil || cs.active.Load() == 0 {
+		return nil
+	}
+	return cs.hosts.peek(host)
+}
+
 // remaining returns how long host still cools down (0: not at all), like
 // left but without claiming a probe: for planning a wait, not for going.
 func (cs *cooldowns) remaining(host string, now func() time.Time) time.Duration {
-	if cs == nil || cs.active.Load() == 0 {
-		return 0
-	}
-	e := cs.hosts.peek(host)
+	e := cs.entry(host)
 	if e == nil {
 		return 0
 	}
@@ -126,15 +129,10 @@ func (cs *cooldowns) hold(host string, now time.Time, d time.Duration) {
 // cleared. (An answer to a request sent before the cooldown began says
 // nothing about the end of it: a running cooldown is left as it is.)
 func (cs *cooldowns) answered(host string) {
-	if cs == nil || cs.active.Load() == 0 {
-		return
-	}
-	e := cs.hosts.peek(host)
-	if e == nil {
-		return
-	}
-	if st := e.Load(); st&1 == 1 && e.CompareAndSwap(st, 0) {
-		cs.active.Add(-1)
+	if e := cs.entry(host); e != nil {
+		if st := e.Load(); st&1 == 1 && e.CompareAndSwap(st, 0) {
+			cs.active.Add(-1)
+		}
 	}
 }
 

@@ -168,18 +168,13 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		if !vd.byContext() || last.err == nil {
 			last = vd
 		}
-		ev := Event{Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: last.err, Category: last.category, RetryAfter: -1, Method: cl.method}
-		if ev.Name == "" {
-			ev.Name = h.name()
-		}
-		if h.describe != nil {
-			h.describe(&ev, v)
-		}
+		ev := Event{Attempt: n, Err: last.err, Category: last.category}
+		describe(&ev, c, cl, h, v)
 		reqURL = ev.reqURL
 		s := situation{
 			verdict: vd, attempt: n, maxAttempts: c.maxAttempts, held: held,
 			backoff: c.next(n, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
-			cooldown: c.coolingRemaining(cl.host),
+			cooldown: c.cooling(cl.host, false),
 		}
 		if s.cooldown > 0 {
 			s.cooldownJitter = cooldownJitter(s.cooldown, c.random())
@@ -261,7 +256,7 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 // or the context ended during a wait.
 func holdOff(ctx context.Context, c *config, cl *call) (outcome, error) {
 	for {
-		d := c.coolingLeft(cl.host)
+		d := c.cooling(cl.host, true)
 		if d <= 0 {
 			return 0, nil
 		}
@@ -278,22 +273,30 @@ func holdOff(ctx context.Context, c *config, cl *call) (outcome, error) {
 	}
 }
 
-// coolingRemaining is coolingLeft without claiming a probe, for planning
-// a wait.
-func (c *config) coolingRemaining(host string) time.Duration {
-	if c.cooldowns == nil || c.http.noCooldown {
+// cooling returns how long a call to host must still hold off (0 when it
+// may go: the host does not cool down, or, with claim, this call is its
+// probe). Without claim it only plans a wait and claims no probe.
+func (c *config) cooling(host string, claim bool) time.Duration {
+	switch {
+	case c.cooldowns == nil || c.http.noCooldown:
 		return 0
+	case claim:
+		return c.cooldowns.left(host, time.Now)
 	}
 	return c.cooldowns.remaining(host, time.Now)
 }
 
-// coolingLeft returns how long a call to host must still hold off (0 when
-// it may go: the host does not cool down, or this call is its probe).
-func (c *config) coolingLeft(host string) time.Duration {
-	if c.cooldowns == nil || c.http.noCooldown {
-		return 0
+// describe fills in ev, an event about v, the result of a call's attempt:
+// what the call and the options say (name, attempts, method) and what v
+// says (hooks.describe: URL, response, Retry-After).
+func describe[T any](ev *Event, c *config, cl *call, h *hooks[T], v T) {
+	ev.Name, ev.MaxAttempts, ev.Method, ev.RetryAfter = c.name, c.maxAttempts, cl.method, -1
+	if ev.Name == "" {
+		ev.Name = h.name()
 	}
-	return c.cooldowns.left(host, time.Now)
+	if h.describe != nil {
+		h.describe(ev, v)
+	}
 }
 
 // spendRetry asks the budget, if any, for one retry to host.

@@ -59,13 +59,8 @@ func (c *config) emit(ctx context.Context, controller string, ev *Event) {
 // metrics alone need only the method and category, which attemptOnce
 // gives them without this.
 func emitAttemptWhole[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n int, v T, err error, vd verdict) {
-	ev := Event{Kind: EventAttempt, Name: c.name, Attempt: n, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: cl.method}
-	if ev.Name == "" {
-		ev.Name = h.name()
-	}
-	if h.describe != nil {
-		h.describe(&ev, v)
-	}
+	ev := Event{Kind: EventAttempt, Attempt: n, Err: err, Category: vd.category}
+	describe(&ev, c, cl, h, v)
 	c.emit(ctx, cl.controller, &ev)
 }
 

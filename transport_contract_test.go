@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"testing/synctest"
 	"time"
 
@@ -136,11 +137,6 @@ func TestTransportNeverReturnsNilNil(t *testing.T) {
 	})
 }
 
-// errReader fails every read with err.
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
-
 // Bug: every RoundTrip counts exactly one outcome, and the outcome agrees
 // with what RoundTrip returned.
 func TestTransportOutcomeCountedOnce(t *testing.T) {
@@ -152,7 +148,7 @@ func TestTransportOutcomeCountedOnce(t *testing.T) {
 		require.NoError(t, err)
 		tr := NewTransport(&fakeBase{script: []reply{respond(200)}}, WithMetrics(m))
 		req := newReq(t, "PUT", "http://svc/", nil)
-		req.Body = &opaqueBody{Reader: errReader{errors.New("disk on fire")}}
+		req.Body = &opaqueBody{Reader: iotest.ErrReader(errors.New("disk on fire"))}
 		_, err = tr.RoundTrip(req)
 		require.Error(t, err)
 		assert.Equal(t, 1.0, reqs(m, "request_error"))
