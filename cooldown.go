@@ -27,6 +27,34 @@ var errCoolingPastDeadline error = &causeError{cause: ErrHostCoolingDown, err: c
 // that may well still be down.
 const probeWindow = 100 * time.Millisecond
 
+// A SharedCooldown is a RetryBudget that also shares host cooldowns (see
+// WithHostCooldown) among the processes of a fleet, so that a Retry-After
+// seen by one holds off the others too; redisbudget.Budget is one. When a
+// Transport's budget implements it, the Transport
+//
+//   - tells it of every cooldown it starts, through HoldOff, with the end
+//     (a time.Now reading plus the Retry-After);
+//   - asks CoolingUntil before each attempt, first attempts of new
+//     requests included, and treats an end still to come like one of its
+//     own: the request waits for it, with the same jitter, and one request
+//     of this Transport probes the host when it ends (see WithHostCooldown).
+//
+// Both methods run on requests' paths: they must be safe for concurrent
+// use and return at once, without I/O, and CoolingUntil should not
+// allocate. host is the request's URL.Host, never a path, query or header.
+// WithHostCooldown(false) turns both off. Do has no cooldowns and calls
+// neither.
+type SharedCooldown interface {
+	RetryBudget
+	// HoldOff records that host asked, with a 429 or 503 and a
+	// Retry-After, to be left alone until until.
+	HoldOff(host string, until time.Time)
+	// CoolingUntil returns until when host is to be left alone, as far as
+	// the budget knows; the zero Time when it is not. An end already past
+	// is ignored.
+	CoolingUntil(host string) time.Time
+}
+
 // cooldowns remembers, per host, until when the server asked to be left
 // alone. Every request to such a host, first attempts of new requests
 // included, waits until then (see the loop); then one request probes the
@@ -108,7 +136,20 @@ func (cs *cooldowns) hold(host string, now time.Time, d time.Duration) {
 	if cs == nil || d <= 0 {
 		return
 	}
-	end := now.Sub(cs.origin) + d
+	cs.holdUntil(host, now.Sub(cs.origin)+d)
+}
+
+// learn records a cooldown of host until until that a SharedCooldown
+// reports, as hold does; an end already past changes nothing.
+func (cs *cooldowns) learn(host string, until time.Time) {
+	if end := until.Sub(cs.origin); end > time.Since(cs.origin) {
+		cs.holdUntil(host, end)
+	}
+}
+
+// holdUntil records that host is to be left alone until end (since
+// cs.origin); see hold.
+func (cs *cooldowns) holdUntil(host string, end time.Duration) {
 	e := cs.hosts.get(host)
 	for {
 		old := e.Load()

@@ -87,6 +87,7 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 	default:
 		b.Started(cl.host)
 	}
+	c.learnCooldown(cl.host)
 	if c.cooldowns != nil && c.cooldowns.active.Load() != 0 {
 		// Some host cools down: wait if it is this call's.
 		if o, cause := holdOff(ctx, c, cl); cause != nil {
@@ -230,6 +231,7 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 			c.emit(ctx, cl.controller, &Event{Kind: eventWaited, Delay: d.wait, Method: cl.method})
 		}
 		prev = d.wait
+		c.learnCooldown(cl.host)
 		if c.cooldowns != nil && c.cooldowns.active.Load() != 0 {
 			// The host may have started cooling down during the wait, or
 			// another request may be probing it.
@@ -284,6 +286,18 @@ func (c *config) cooling(host string, claim bool) time.Duration {
 		return c.cooldowns.left(host, time.Now)
 	}
 	return c.cooldowns.remaining(host, time.Now)
+}
+
+// learnCooldown brings into the Transport's own table the cooldown of host
+// that a SharedCooldown budget knows of, if any, so that the wait and the
+// probe rules of WithHostCooldown apply to it.
+func (c *config) learnCooldown(host string) {
+	if c.shared == nil || c.cooldowns == nil || c.http.noCooldown {
+		return
+	}
+	if until := c.shared.CoolingUntil(host); !until.IsZero() {
+		c.cooldowns.learn(host, until)
+	}
 }
 
 // describe fills in ev, an event about v, the result of a call's attempt:

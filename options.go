@@ -160,6 +160,8 @@ type config struct {
 	// WithBudget was given, so that it does not install its default.
 	budget    RetryBudget
 	budgetSet bool
+	// shared is budget when it also shares host cooldowns, else nil.
+	shared SharedCooldown
 	// metricsSrc is WithMetrics' value; metrics is it resolved for this
 	// client's name by NewTransport (nil: no metrics).
 	metricsSrc *Metrics
@@ -264,6 +266,7 @@ func (c *config) apply(o Option) {
 			}
 		}
 		c.budget, c.budgetSet = b, true
+		c.shared, _ = b.(SharedCooldown)
 	case nil:
 		c.invalid("nil Option")
 	default:

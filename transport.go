@@ -206,6 +206,9 @@ func (rt *roundTrip) holdOffHost(resp *http.Response) {
 	now := time.Now()
 	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok && d <= rt.c.maxDelay {
 		rt.c.cooldowns.hold(rt.req.URL.Host, now, d)
+		if rt.c.shared != nil {
+			rt.c.shared.HoldOff(rt.req.URL.Host, now.Add(d))
+		}
 	}
 }
 

@@ -108,7 +108,10 @@ func WithMetrics(m *Metrics) Option { return metricsOption{m} }
 // comes before the cooldown's end is not sent: RoundTrip returns at once
 // an *Error matching both ErrHostCoolingDown and context.DeadlineExceeded
 // (outcome "cooldown"); a cancel during the wait returns at once. Hosts
-// are told apart by the request's URL.Host. Do ignores it; given with
+// are told apart by the request's URL.Host. A budget that implements
+// SharedCooldown (see redisbudget) shares the cooldowns with other
+// processes: the ones this Transport starts, and theirs, which this one
+// then waits for as for its own. Do ignores it; given with
 // WithRequestOptions, it turns the waiting off or on for that request.
 func WithHostCooldown(on bool) Option { return hostCooldownOption(on) }
 
