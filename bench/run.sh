@@ -20,6 +20,8 @@ $BENCHSTAT -col /peer "$raw/speed.txt" > "$raw/benchstat.txt"
 $BENCHSTAT -col /peer -filter '/peer:(retry OR retryablehttp OR failsafehttp)' "$raw/speed.txt" > "$raw/benchstat-peers.txt"
 echo "fleet simulation (about 4 minutes)..." >&2
 go run ./fleetsim -out . > "$raw/fleet.txt"
+echo "fleet simulation with the budget shared on Redis (about 1.5 minutes; needs redis-server)..." >&2
+go run ./fleetsim -shared -out . > "$raw/fleet-shared.txt"
 date -u +%Y-%m-%d > "$raw/date.txt"
 fi
 
@@ -69,5 +71,21 @@ fi
   echo "![500 clients](fleet-K500.png)"
   echo "![50 clients, other failures](fleet-K50-failures.png)"
   echo "![500 clients, other failures](fleet-K500-failures.png)"
+  echo
+  echo "### A budget shared on Redis"
+  echo
+  echo "\`go run ./fleetsim -shared\`: the same fleet and outage, each client a process of its own with" \
+       "its own go-redis client and \`redisbudget.Budget\` (the defaults: ratio 0.1, a floor of 1 retry" \
+       "per second for the whole fleet, 10s window, a sync every 100ms) on one local redis-server," \
+       "against the local default (\`default\`, a zero \`retry.Budget\` per client). No jitter, host" \
+       "cooldown on. Before the run each client sends one request, as the processes of a running" \
+       "fleet have talked to the host before. The Transports' attempts ÷ wanted counts what the" \
+       "Transports sent; the server's count (amplification) can be higher when net/http replays a" \
+       "request on a reused connection that was reset, which no RoundTripper above it sees."
+  echo
+  cat "$raw/fleet-shared.txt"
+  echo
+  echo "![50 clients, shared budget](fleet-K50-redis.png)"
+  echo "![500 clients, shared budget](fleet-K500-redis.png)"
 } > RESULTS.md
 echo "wrote bench/RESULTS.md" >&2

@@ -26,11 +26,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/redis/go-redis/v9"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
 	"github.com/retrykit/retry"
+	"github.com/retrykit/retry/redisbudget"
+	"github.com/retrykit/retry/redisbudget/redistest"
 )
 
 const bucket = 100 * time.Millisecond
@@ -44,7 +47,7 @@ type sim struct {
 	outage   time.Duration
 	recovery time.Duration
 	jitter   retry.Jitter
-	budget   string // "off", "default", "v1" or "tuned"
+	budget   string // "off", "default", "v1", "tuned" or "redis"
 	failure  string // how the dead server fails: "503", "503+RA" (with Retry-After: 1) or "reset"
 	cooldown bool   // retry.WithHostCooldown
 }
@@ -68,6 +71,8 @@ type result struct {
 	after         float64 // mean received rate over the first second after recovery, req/s
 	recover99     time.Duration
 	recovered     bool
+	redisOps      float64 // round trips to Redis per client per second (budget "redis")
+	attempts      float64 // attempts the Transports made during the outage ÷ wanted
 	received      []float64 // received per bucket, req/s
 }
 
@@ -127,7 +132,15 @@ func reset(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
+// redisAddr is the Redis that budget "redis" shares through; runs counts
+// the runs, for a fresh Prefix each.
+var (
+	redisAddr string
+	runs      int
+)
+
 func run(s sim) result {
+	runs++
 	total := s.warmup + s.outage + s.recovery
 	nb := int(total / bucket)
 	srv := &server{sim: s, received: make([]atomic.Int64, nb+100)}
@@ -136,9 +149,23 @@ func run(s sim) result {
 
 	quiet := retry.WithLogger(slog.New(slog.DiscardHandler))
 	transports := make([]*retry.Transport, s.clients)
+	var budgets []*redisbudget.Budget
+	var clients []*redis.Client
+	// Attempts the Transports made during the outage: the server's hits
+	// may be more, when net/http replays a request on a reused connection
+	// that was reset.
+	var start atomic.Pointer[time.Time]
+	var attempts atomic.Int64
+	count := retry.WithOnAttempt(func(retry.Event) {
+		if st := start.Load(); st != nil {
+			if el := time.Since(*st); el >= s.warmup && el < s.warmup+s.outage {
+				attempts.Add(1)
+			}
+		}
+	})
 	for i := range transports {
 		opts := []retry.Option{retry.WithMaxAttempts(4), retry.WithSleepTime(100 * time.Millisecond),
-			retry.WithMaxDelay(2 * time.Second), retry.WithJitter(s.jitter), retry.WithHostCooldown(s.cooldown), quiet}
+			retry.WithMaxDelay(2 * time.Second), retry.WithJitter(s.jitter), retry.WithHostCooldown(s.cooldown), quiet, count}
 		switch s.budget {
 		case "off":
 			opts = append(opts, retry.WithBudget(nil))
@@ -146,6 +173,11 @@ func run(s sim) result {
 			opts = append(opts, retry.WithBudget(&retry.Budget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}))
 		case "tuned":
 			opts = append(opts, retry.WithBudget(&retry.Budget{MinPerSecond: 0.1}))
+		case "redis": // each client a process with its own connection to Redis
+			c := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 2, ContextTimeoutEnabled: true})
+			b := redisbudget.New(c, redisbudget.Options{Prefix: fmt.Sprintf("fleetsim%d", runs), Logger: slog.New(slog.DiscardHandler)})
+			clients, budgets = append(clients, c), append(budgets, b)
+			opts = append(opts, retry.WithBudget(b))
 		}
 		base := cleanhttp.DefaultPooledTransport()
 		base.MaxIdleConnsPerHost = 4
@@ -155,7 +187,26 @@ func run(s sim) result {
 		for _, t := range transports {
 			t.CloseIdleConnections()
 		}
+		for i := range budgets {
+			_ = budgets[i].Close()
+			_ = clients[i].Close()
+		}
 	}()
+	if len(budgets) > 0 {
+		// Processes of a running fleet have talked to the host before:
+		// one request each, then a sync.
+		for _, tr := range transports {
+			if resp, err := tr.RoundTrip(mustGet(hs.URL)); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	var syncsBefore uint64
+	for _, b := range budgets {
+		syncsBefore += b.Stats().Syncs
+	}
 
 	// Open-loop arrivals at the wanted rate, each to a random client; the
 	// outcome of each request is kept by the bucket it started in.
@@ -164,6 +215,7 @@ func run(s sim) result {
 	var wg sync.WaitGroup
 	srv.start = time.Now()
 	srv.last = srv.start
+	start.Store(&srv.start)
 	interval := time.Duration(float64(time.Second) / s.wanted)
 	tick := time.NewTicker(interval)
 	for now := range tick.C {
@@ -208,6 +260,14 @@ func run(s sim) result {
 		}
 	}
 	r.amplification = got / want
+	r.attempts = float64(attempts.Load()) / want
+	if len(budgets) > 0 {
+		var syncs uint64
+		for _, b := range budgets {
+			syncs += b.Stats().Syncs
+		}
+		r.redisOps = float64(syncs-syncsBefore) / float64(len(budgets)) / time.Since(srv.start).Seconds()
+	}
 	// The first bucket from which every later one has ≥ 99% successes.
 	r.recovered = false
 	for b := nb - 1; b >= to; b-- {
@@ -225,11 +285,19 @@ func main() {
 	out := flag.String("out", ".", "folder for the PNG plots")
 	outage := flag.Duration("outage", 2*time.Second, "how long the server is down")
 	capacity := flag.Float64("capacity", 1200, "requests per second the server serves (the fleet wants 1000)")
+	shared := flag.Bool("shared", false, "only the runs with a budget shared on Redis (starts a redis-server of its own), against the local default")
 	flag.Parse()
 	fleets := []int{50, 500}
 
 	base := sim{wanted: 1000, capacity: *capacity, warmup: 500 * time.Millisecond, outage: *outage,
 		recovery: 3 * time.Second, failure: "503", cooldown: true}
+	if *shared {
+		if err := runShared(base, fleets, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetsim:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	fmt.Println("Dead server answers 503 (no Retry-After):")
 	fmt.Println()
@@ -272,6 +340,17 @@ func main() {
 	}
 }
 
+// mustGet returns a GET request for url, with a 5s deadline of its own.
+func mustGet(url string) *http.Request {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		panic(err)
+	}
+	context.AfterFunc(ctx, cancel)
+	return req
+}
+
 func header() {
 	fmt.Println("| clients | dead server | jitter | budget | cooldown | amplification during outage | peak load after (req/s) | mean load 1st second after (req/s) | time to 99% success |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
@@ -290,6 +369,42 @@ func row(s sim) result {
 	}
 	fmt.Printf("| %d | %s | %s | %s | %s | %.2f | %.0f | %.0f | %s |\n", s.clients, s.failure, s.jitter, s.budget, cd, r.amplification, r.peak, r.after, rec)
 	return r
+}
+
+// runShared compares the budget shared on Redis with the local default, for
+// each way of being down.
+func runShared(base sim, fleets []int, out string) error {
+	rs, err := redistest.Launch()
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	redisAddr = rs.Addr()
+	fmt.Println("| clients | dead server | budget | amplification during outage | the Transports' attempts ÷ wanted | peak load after (req/s) | mean load 1st second after (req/s) | time to 99% success | Redis round trips per client per second |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, k := range fleets {
+		var results []result
+		for _, f := range []string{"503", "503+RA", "reset"} {
+			for _, b := range []string{"default", "redis"} {
+				s := base
+				s.clients, s.jitter, s.budget, s.failure = k, retry.NoJitter, b, f
+				r := run(s)
+				rec, ops := "not within 3s", "–"
+				if r.recovered {
+					rec = r.recover99.String()
+				}
+				if b == "redis" {
+					ops = fmt.Sprintf("%.1f", r.redisOps)
+				}
+				fmt.Printf("| %d | %s | %s | %.2f | %.2f | %.0f | %.0f | %s | %s |\n", k, f, b, r.amplification, r.attempts, r.peak, r.after, rec, ops)
+				results = append(results, r)
+			}
+		}
+		if err := plotLoad(results, filepath.Join(out, fmt.Sprintf("fleet-K%d-redis.png", k))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // plotLoad draws the load each run put on the server over time.
