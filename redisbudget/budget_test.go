@@ -38,7 +38,10 @@ func (denyAll) AllowRetry(string) bool { return false }
 
 // newClient returns a go-redis client of its own for addr, closed at the
 // end of the test, that gives up on a command after 200ms.
-func newClient(t *testing.T, addr string) *redis.Client {
+func newClient(t *testing.T, addr string) *redis.Client { return newClientTB(t, addr) }
+
+// newClientTB is newClient for tests and benchmarks.
+func newClientTB(t testing.TB, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true,
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
 		MaxRetries: -1})

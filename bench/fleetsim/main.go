@@ -71,8 +71,8 @@ type result struct {
 	after         float64 // mean received rate over the first second after recovery, req/s
 	recover99     time.Duration
 	recovered     bool
-	redisOps      float64 // round trips to Redis per client per second (budget "redis")
-	attempts      float64 // attempts the Transports made during the outage ÷ wanted
+	redisOps      float64   // round trips to Redis per client per second (budget "redis")
+	attempts      float64   // attempts the Transports made during the outage ÷ wanted
 	received      []float64 // received per bucket, req/s
 }
 
