@@ -16,7 +16,7 @@ import (
 // A Budget is a retry budget, and a table of host cooldowns, shared by
 // every process of a fleet whose Budget uses the same Redis and Prefix. It
 // implements retry.RetryBudget and retry.SharedCooldown: give it to
-// retry.WithBudget.
+// retry.WithBudget. A nil *Budget is no budget: it allows every retry.
 //
 // # The budget
 //
@@ -35,42 +35,54 @@ import (
 //
 // Nothing on a request's path waits on Redis. Each process counts its
 // requests and retries per host in memory, and a goroutine sends them to
-// Redis every SyncInterval, reading back the fleet's counts for the
-// Window and the number of processes that asked for retries to the host,
-// in one pipelined round trip whatever the traffic (plus one when a host
-// asks for a cooldown, see below). Until the next sync,
-// a process may spend a share of the fleet's headroom (what the rule
-// above still allows) that the sync gave it: a quarter of the headroom
-// divided by the processes that sent requests to the host in the last two
-// slots (any of them may start asking for retries at the same moment).
-// So decisions may be one SyncInterval stale. The quarter is what bounds
-// the harm: a process sees the others' spending only once they have
-// synced, up to two intervals late, and in those two intervals the fleet
-// spends at most half the headroom. The fleet's retries in a Window
-// therefore exceed the rule by at most half of what it allows, and in
-// practice by nothing: bench/fleetsim measures it. Shares below one retry
-// are spent with that probability.
+// Redis every SyncInterval, reading back the fleet's counts for the Window
+// and the number of processes that sent to the host in it, in one
+// pipelined round trip whatever the traffic (plus one out of turn when a
+// host asks for a cooldown or a host is new, at most one such per
+// interval, which then skips the next regular one). Until its next sync, a
+// process may spend the share of the fleet's headroom (what the rule above
+// still allows) that its last sync gave it: a quarter of the headroom
+// divided by the processes sending to the host. So decisions may be one
+// SyncInterval stale. The quarter is what bounds the harm: a process sees
+// the others' spending only once they have synced, up to two intervals
+// late, and in those two intervals the fleet spends at most half the
+// headroom. The fleet's retries in a Window therefore exceed the rule by
+// at most half of what it allows, and in practice by nothing:
+// bench/fleetsim measures it. A share below one retry is spent with that
+// probability.
+//
+// A host new to a process (or back after idleWindows Windows without
+// requests from it) gets its share at its second sync, when the other
+// processes that started sending to it at the same moment are counted
+// too: its first sync is made at once, so that takes one to two
+// SyncIntervals, during which its retries are denied. Its first request is
+// sent without waiting for a cooldown the fleet may know of (the process
+// learns it at that sync). A Budget shares at most MaxHosts hosts at once;
+// beyond them, the Fallback alone decides and no cooldown is shared.
 //
 // Counts are kept in Redis per host and per slot of Window/10, numbered by
 // Redis's clock (read with TIME at every sync), so the processes' clocks
 // need not agree. Every key expires by itself, a little after its slot
 // leaves the Window: a fleet that goes away leaves nothing behind. Keys
-// hold the Prefix and the host (the request's URL.Host), never a path,
-// query or header: "<Prefix>:{<host>}:q:<slot>" (requests),
-// "…:r:<slot>" (retries), "…:p:<slot>" (the set of processes that sent
-// requests, each named by a random id), "…:cool" (a cooldown). The
-// host in braces is a Redis Cluster hash tag: a host's keys live on one
-// node.
+// hold the Prefix and the host (the request's URL.Host; "<none>" for Do),
+// never a path, query or header: "<Prefix>:{<host>}:q:<slot>" (requests),
+// "…:r:<slot>" (retries), "…:p" (the processes sending, each a random id
+// scored by its last slot), "…:cool" (a cooldown). The host in braces is a
+// Redis Cluster hash tag: a host's keys live on one node, and any
+// redis.UniversalClient works, a ClusterClient included. Redis 7.0 or
+// later is needed (PEXPIRE … GT).
 //
 // # Cooldowns
 //
 // When a Transport holds a host off for a Retry-After (see
 // retry.WithHostCooldown), the Budget syncs at once, out of turn, writing
-// a key with that time to live; every process learns it at its own next
-// sync, and their Transports hold the host off until it ends, then each
-// probes it. So a Retry-After seen by one process holds off the fleet
-// within one SyncInterval (and a round trip). The Transports of one
-// process sharing a Budget learn it at once.
+// a key with that time to live; every process that sent to the host
+// recently learns it at its own next sync, and their Transports hold the
+// host off until it ends, then each probes it. So a Retry-After seen by
+// one process holds off the fleet within one SyncInterval and a round
+// trip (two intervals when another out-of-turn sync was just made). The
+// Transports of one process sharing a Budget learn it at once. A flushed
+// Redis loses the cooldowns running; the processes keep theirs.
 //
 // # When Redis fails
 //
@@ -79,30 +91,39 @@ import (
 // (Redis down, slow or unreachable), retries are decided by
 // Options.Fallback (by default a retry.Budget with the core's defaults,
 // which is told of every request all along), and the syncs go on every
-// SyncInterval until one succeeds: the Budget is back on Redis by itself,
-// and sends the counts it kept meanwhile (the requests of at most the last
-// Window). A Redis that lost its data (flushed, restarted) is refilled by
-// the next syncs. The Logger gets one line when the Budget falls back and
-// one when it is back.
+// SyncInterval until one succeeds: the Budget is back on Redis by itself.
+// What a failed sync counted is sent again only where an error errs on the
+// strict side, since Redis may have applied a sync that it answered too
+// late: retries always (counted twice, they deny more), requests only when
+// the connection was refused (nothing was sent). So after an outage of
+// Redis, the fleet's budget may be stricter than its rule for a Window.
+// Counts kept over more than a Window are scaled down to a Window's worth. A Redis that lost its data (flushed,
+// restarted) is refilled by the next syncs. The Logger gets one line when
+// the Fallback takes over and one when the Budget is back on Redis.
 //
 // Set the client's ContextTimeoutEnabled so that a sync that Redis does
 // not answer is abandoned after two SyncIntervals; otherwise it waits for
 // the client's ReadTimeout, and so does Close.
 //
+// A process syncs the hosts it sent to in the last idleWindows (3)
+// Windows: about 8 commands a host per sync. A process that sent nothing
+// for that long sends nothing to Redis.
+//
 // A Budget is safe for concurrent use by many Transports; Close stops its
-// goroutine. It shares at most MaxHosts hosts at once.
+// goroutine.
 type Budget struct {
 	client redis.UniversalClient
 	o      Options
 	id     string // this Budget's name in the sets of senders
 	origin time.Time
 	width  time.Duration // a slot: Window/10
-	// fellBack is whether the last sync failed, for the Logger's lines
-	// (the sync goroutine's).
-	fellBack bool
+	// fellBack is whether the Logger was told that the fallback took
+	// over, writeLogged whether it was told of a failed write (the sync
+	// goroutine's).
+	fellBack, writeLogged bool
 
 	hosts atomic.Pointer[map[string]*host]
-	mu    sync.Mutex // serializes changes to hosts
+	mu    sync.Mutex // serializes changes to hosts, and HoldOff with setCooling and forget
 
 	gen     atomic.Uint64 // syncs started: a host's clock of use
 	lastOK  atomic.Int64  // since origin, the start of the last successful sync; -1: none
@@ -130,7 +151,7 @@ type host struct {
 	retries  atomic.Int64
 
 	used   atomic.Uint64 // gen at its last request
-	synced atomic.Bool   // a sync has read the fleet's counts for it
+	syncs  atomic.Int32  // syncs that read the fleet's counts for it
 	credit atomic.Uint64 // math.Float64bits of the retries it may still spend
 	// coolUntil is the end of its cooldown, since origin (0: none); hold
 	// is the end of one this process saw, to be written at the next sync.
@@ -177,6 +198,9 @@ func (b *Budget) Close() error {
 // Started records that a request to host starts; see retry.RetryBudget.
 // It counts in memory (and in the Fallback); nothing waits on Redis.
 func (b *Budget) Started(host string) {
+	if b == nil {
+		return
+	}
 	b.o.Fallback.Started(host)
 	if h := b.host(host); h != nil {
 		h.requests.Add(1)
@@ -187,18 +211,27 @@ func (b *Budget) Started(host string) {
 }
 
 // Attempted passes the attempt on to the Fallback; see retry.RetryBudget.
-func (b *Budget) Attempted(host string, failed bool) { b.o.Fallback.Attempted(host, failed) }
+func (b *Budget) Attempted(host string, failed bool) {
+	if b != nil {
+		b.o.Fallback.Attempted(host, failed)
+	}
+}
 
 // AllowRetry reports whether a retry to host fits in the fleet's budget,
 // and if so spends it, from the share the last sync gave this process; see
-// Budget. While Redis is unreachable, and for a host new to this process
-// until the next sync, the Fallback decides.
+// Budget. A host new to this process gets its share at its second sync
+// (a sync is made at once when it comes, so within about one
+// SyncInterval); until then its retries are denied. While Redis is
+// unreachable the Fallback decides. A nil *Budget allows every retry.
 func (b *Budget) AllowRetry(host string) bool {
+	if b == nil {
+		return true
+	}
 	h := b.host(host)
 	if h == nil {
 		return b.o.Fallback.AllowRetry(host)
 	}
-	if !h.synced.Load() || b.stale() {
+	if b.stale() {
 		if !b.o.Fallback.AllowRetry(host) {
 			return false
 		}
@@ -228,17 +261,33 @@ func (b *Budget) AllowRetry(host string) bool {
 // sync goroutine tell the fleet at once, without waiting for the interval.
 // See retry.SharedCooldown.
 func (b *Budget) HoldOff(host string, until time.Time) {
-	h := b.host(host)
-	if h == nil {
+	if b == nil {
 		return
 	}
 	end := int64(until.Sub(b.origin))
-	raise(&h.hold, end)
-	raise(&h.coolUntil, end)
-	b.cooling.Store(true)
+	for {
+		h := b.host(host)
+		if h == nil {
+			return
+		}
+		b.mu.Lock()                               // see setCooling and forget
+		if m := b.hosts.Load(); (*m)[host] == h { // not forgotten meanwhile
+			raise(&h.hold, end)
+			raise(&h.coolUntil, end)
+			b.cooling.Store(true)
+			b.mu.Unlock()
+			break
+		}
+		b.mu.Unlock()
+	}
+	b.syncSoon()
+}
+
+// syncSoon asks the sync goroutine for a sync out of turn.
+func (b *Budget) syncSoon() {
 	select {
 	case b.kick <- struct{}{}:
-	default: // a sync is due already
+	default: // asked already
 	}
 }
 
@@ -246,7 +295,7 @@ func (b *Budget) HoldOff(host string, until time.Time) {
 // this process (or as this process told it), or the zero Time; see
 // retry.SharedCooldown. It costs one atomic load while no host cools down.
 func (b *Budget) CoolingUntil(host string) time.Time {
-	if !b.cooling.Load() {
+	if b == nil || !b.cooling.Load() {
 		return time.Time{}
 	}
 	m := b.hosts.Load()
@@ -320,12 +369,18 @@ func (b *Budget) host(name string) *host {
 	h.used.Store(b.gen.Load())
 	m[name] = h
 	b.hosts.Store(&m)
+	b.syncSoon() // so that the host gets its share soon
 	return h
 }
 
 // hashTag makes a host name safe inside a Redis Cluster hash tag: braces
-// (which no valid host holds) become underscores.
+// (which no valid host holds) become underscores, and the empty host of Do
+// becomes "<none>" (an empty tag would not be one; no valid host holds
+// angle brackets either).
 func hashTag(host string) string {
+	if host == "" {
+		return "<none>"
+	}
 	if !strings.ContainsAny(host, "{}") {
 		return host
 	}

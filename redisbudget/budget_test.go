@@ -121,6 +121,7 @@ func TestOptionsValidate(t *testing.T) {
 		{redisbudget.Options{Window: -time.Second}, "Window"},
 		{redisbudget.Options{Window: time.Millisecond}, "Window"},
 		{redisbudget.Options{SyncInterval: -time.Second}, "SyncInterval"},
+		{redisbudget.Options{Window: time.Second, SyncInterval: 200 * time.Millisecond}, "SyncInterval"},
 	} {
 		err := tc.o.Validate()
 		require.ErrorIs(t, err, redisbudget.ErrInvalidOptions)
@@ -129,6 +130,19 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	assert.NoError(t, redisbudget.Options{}.Validate())
 	assert.PanicsWithValue(t, "redisbudget.New: nil client", func() { redisbudget.New(nil, redisbudget.Options{}) })
+}
+
+// A nil *Budget given to WithBudget is no budget: every retry is made.
+func TestNilBudgetAllowsEveryRetry(t *testing.T) {
+	srv := newCounter(t, always(http.StatusServiceUnavailable))
+	var b *redisbudget.Budget
+	tr := retry.NewTransport(nil, retry.WithBudget(b), retry.WithMaxAttempts(3), retry.WithSleepTime(time.Millisecond), quiet)
+	for range 5 {
+		_, err := get(t, tr, srv.srv.URL)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int64(15), srv.hits.Load())
+	assert.True(t, b.CoolingUntil("x").IsZero())
 }
 
 // Twenty processes' worth of Transports, each with its own client and
@@ -382,7 +396,7 @@ func TestKeysHoldTheHostOnlyAndExpire(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, keys)
 	host := regexp.QuoteMeta(strings.TrimPrefix(srv.srv.URL, "http://"))
-	shape := regexp.MustCompile(`^keys:\{` + host + `\}:((q|r|p):\d+|cool)$`)
+	shape := regexp.MustCompile(`^keys:\{` + host + `\}:((q|r):\d+|p|cool)$`)
 	kinds := map[string]bool{}
 	for _, k := range keys {
 		assert.Regexp(t, shape, k)
@@ -400,8 +414,8 @@ func TestKeysHoldTheHostOnlyAndExpire(t *testing.T) {
 			v, err := c.Get(ctx, k).Result()
 			require.NoError(t, err)
 			assert.Regexp(t, `^\d+$`, v)
-		case "set":
-			members, err := c.SMembers(ctx, k).Result()
+		case "zset":
+			members, err := c.ZRange(ctx, k, 0, -1).Result()
 			require.NoError(t, err)
 			for _, m := range members {
 				assert.Regexp(t, `^[0-9a-f]{16}$`, m)

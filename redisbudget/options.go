@@ -53,7 +53,7 @@ type Options struct {
 	// SyncInterval is how often each process sends its counts to Redis and
 	// reads the fleet's, in one pipelined round trip, whatever its
 	// traffic. Decisions between syncs use the counts of the last one, so
-	// they may be one interval stale. Default 100ms.
+	// they may be one interval stale. Default 100ms; at most Window/10.
 	SyncInterval time.Duration
 	// Fallback decides retries while Redis is unreachable: before the
 	// first sync, and whenever no sync has succeeded for three
@@ -110,6 +110,9 @@ func (o Options) resolved() (Options, error) {
 	}
 	if o.SyncInterval == 0 {
 		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.SyncInterval > o.Window/slots {
+		return bad("SyncInterval %v: must be at most a tenth of Window (%v)", o.SyncInterval, o.Window)
 	}
 	if o.Fallback == nil {
 		o.Fallback = &retry.Budget{}

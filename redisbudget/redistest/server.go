@@ -78,10 +78,11 @@ var findRedis = func() (string, error) {
 // commands are enabled for loopback clients, so DEBUG SLEEP can simulate a
 // slow server. Its methods are safe for concurrent use.
 type Server struct {
-	bin  string
-	dir  string
-	port int
-	addr string
+	bin   string
+	dir   string
+	port  int
+	addr  string
+	extra []string // more flags for redis-server
 
 	mu     sync.Mutex
 	proc   *process // the running child; nil when killed or closed
@@ -98,7 +99,64 @@ type process struct {
 // answers PING. The error wraps [ErrNoRedis] when the binary is missing; it
 // quotes the server log when redis-server exits or does not answer within
 // a few seconds. The caller must Close the Server.
-func Launch() (*Server, error) {
+func Launch() (*Server, error) { return launch() }
+
+// LaunchCluster is Launch for a Redis Cluster of one node that serves
+// every hash slot: enough for a redis.ClusterClient, and for checking that
+// a client's multi-key commands stay within one slot (CROSSSLOT errors).
+// It returns once the cluster state is ok.
+func LaunchCluster() (*Server, error) {
+	s, err := launch("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.assignSlots(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// assignSlots gives the node every hash slot and waits for the cluster
+// state to be ok.
+func (s *Server) assignSlots() error {
+	c, err := net.DialTimeout("tcp", s.addr, time.Second)
+	if err != nil {
+		return fmt.Errorf("redistest: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "CLUSTER ADDSLOTSRANGE 0 16383\r\n"); err != nil {
+		return fmt.Errorf("redistest: %w", err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+		return fmt.Errorf("redistest: CLUSTER ADDSLOTSRANGE: %q %v", line, err)
+	}
+	for {
+		if _, err := io.WriteString(c, "CLUSTER INFO\r\n"); err != nil {
+			return fmt.Errorf("redistest: %w", err)
+		}
+		head, err := r.ReadString('\n') // $<length>
+		if err != nil {
+			return fmt.Errorf("redistest: CLUSTER INFO: %w", err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+		if err != nil {
+			return fmt.Errorf("redistest: CLUSTER INFO: %q", head)
+		}
+		body := make([]byte, n+2)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return fmt.Errorf("redistest: CLUSTER INFO: %w", err)
+		}
+		if strings.Contains(string(body), "cluster_state:ok") {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func launch(extra ...string) (*Server, error) {
 	bin, err := findRedis()
 	if err != nil {
 		return nil, err
@@ -107,7 +165,7 @@ func Launch() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redistest: %w", err)
 	}
-	s := &Server{bin: bin, dir: dir}
+	s := &Server{bin: bin, dir: dir, extra: extra}
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
@@ -135,7 +193,18 @@ func Launch() (*Server, error) {
 // start failure fails the test.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s, err := Launch()
+	return start(tb, Launch)
+}
+
+// StartCluster is [LaunchCluster] for tests, as Start is for Launch.
+func StartCluster(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, LaunchCluster)
+}
+
+func start(tb testing.TB, launch func() (*Server, error)) *Server {
+	tb.Helper()
+	s, err := launch()
 	if errors.Is(err, ErrNoRedis) {
 		msg := "redis-server not found; install Debian's redis-server or set PATH to a directory holding it (with " +
 			E2EEnv + "=1 this is a failure, not a skip): " + err.Error()
@@ -252,7 +321,7 @@ func (s *Server) start() (p *process, inUse bool, err error) {
 		_ = logFile.Close()
 		return nil, false, fmt.Errorf("redistest: %w", err)
 	}
-	cmd := exec.Command(s.bin,
+	cmd := exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -262,7 +331,7 @@ func (s *Server) start() (p *process, inUse bool, err error) {
 		"--protected-mode", "no",
 		"--enable-debug-command", "local",
 		"--loglevel", "warning",
-	)
+	}, s.extra...)...)
 	cmd.Dir = s.dir
 	cmd.Stdout = logFile // an *os.File: no copying goroutine
 	cmd.Stderr = logFile
