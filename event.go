@@ -27,8 +27,12 @@ type Event struct {
 	// an error ("retry: server answered 503 Service Unavailable").
 	Err error
 	// Category is the attempt's classification (Unknown for Do, except
-	// Canceled for an attempt cut short by the caller's context).
+	// Canceled for an attempt cut short by the caller's context, or by a
+	// hedged round whose winner answered first).
 	Category Category
+	// Hedge is true when the attempt is a hedge (see WithHedge):
+	// EventAttempt for a hedge's attempt, and EventHedge.
+	Hedge bool
 
 	// RetryAfter is the wait the server asked for in a Retry-After header
 	// (a Transport), or fn with RetryAfter (Do); -1 when none was asked
@@ -58,8 +62,8 @@ type Event struct {
 // An EventKind says what an Event reports.
 type EventKind uint8
 
-// The kinds of events. Footprints are written for EventRetry (with
-// WithLogTries), EventGiveUp, EventBudgetDenied and EventNotRetried;
+// The kinds of events. Footprints are written for EventRetry and EventHedge
+// (with WithLogTries), EventGiveUp, EventBudgetDenied and EventNotRetried;
 // metrics count EventAttempt and EventRetry; WithOnAttempt sees
 // EventAttempt and WithOnRetry sees EventRetry.
 const (
@@ -78,6 +82,9 @@ const (
 	// to retry: its method is not idempotent, or its body cannot be sent
 	// again.
 	EventNotRetried
+	// EventHedge: a hedge, attempt Attempt, was sent because no attempt
+	// had answered after Delay (see WithHedge).
+	EventHedge
 
 	// Kinds only this package's observers see.
 	eventWaited // a wait ran its course (Delay)
@@ -90,12 +97,13 @@ var eventKindNames = [...]string{
 	EventGiveUp:       "give_up",
 	EventBudgetDenied: "budget_denied",
 	EventNotRetried:   "not_retried",
+	EventHedge:        "hedge",
 	eventWaited:       "waited",
 	eventDone:         "done",
 }
 
 // String returns the kind's name in snake case: "attempt", "retry",
-// "give_up", "budget_denied", "not_retried".
+// "give_up", "budget_denied", "not_retried", "hedge".
 func (k EventKind) String() string {
 	if int(k) >= len(eventKindNames) || eventKindNames[k] == "" {
 		return "unknown"

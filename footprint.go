@@ -19,18 +19,22 @@ import (
 //	            "attempt":1,"max_attempts":3,"delay":2}}
 
 // footprint writes the record of ev, by its kind: a WARN record before a
-// retry (EventRetry, with WithLogTries), an ERROR record when the loop gives
+// retry (EventRetry, with WithLogTries), an INFO record when a hedge is
+// sent (EventHedge, with WithLogTries), an ERROR record when the loop gives
 // up on a retryable failure (EventGiveUp), a WARN record when the budget
 // denies a retry (EventBudgetDenied) or when the request does not allow a
 // retry (EventNotRetried). The texts are built only once the logger says it
 // wants the level, so a disabled logger costs nothing.
 func (c *config) footprint(ctx context.Context, controller string, ev *Event) {
-	if ev.Kind == EventRetry && !c.logTries {
+	if (ev.Kind == EventRetry || ev.Kind == EventHedge) && !c.logTries {
 		return
 	}
 	level, logType := slog.LevelWarn, "warning"
-	if ev.Kind == EventGiveUp {
+	switch ev.Kind {
+	case EventGiveUp:
 		level, logType = slog.LevelError, "error"
+	case EventHedge:
+		level, logType = slog.LevelInfo, "info"
 	}
 	l := c.log()
 	if !l.Enabled(ctx, level) {
@@ -47,6 +51,9 @@ func (c *config) footprint(ctx context.Context, controller string, ev *Event) {
 	case EventBudgetDenied:
 		msg = "The retry budget is exhausted, so we stop retrying " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
 		subject = "Retry budget exhausted for " + ev.Name
+	case EventHedge:
+		msg = "No attempt of " + ev.Name + " has answered after " + ev.Delay.String() + ", so we hedge it with the " + strconv.Itoa(ev.Attempt) + " attempt."
+		subject = "Hedging " + ev.Name
 	case EventNotRetried:
 		why := "the request is not idempotent and the server may have processed it."
 		if ev.outcome == outcomeBodyNotReplayable {
@@ -93,6 +100,9 @@ func payload(ev *Event) slog.Attr {
 		slog.Int("attempt", ev.Attempt),
 		slog.Int("max_attempts", ev.MaxAttempts),
 		slog.Float64("delay", ev.Delay.Seconds()),
+	}
+	if ev.Hedge {
+		attrs = append(attrs, slog.Bool("hedge", true))
 	}
 	if ev.Method != "" {
 		status := 0

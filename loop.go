@@ -55,6 +55,10 @@ type hooks[T any] struct {
 	// wait fn asked for with RetryAfter (nil: nothing to add; the loop sets
 	// RetryAfter to -1 before).
 	describe func(*Event, T)
+	// made, when set, says how many attempts were made so far, and the
+	// number of the one attempt returned and whether it was a hedge: an
+	// attempt of a hedged request makes several (nil: one at a time).
+	made func() (total, last int, hedge bool)
 }
 
 // call names one call of the loop for its observers and its budget.
@@ -138,11 +142,15 @@ func attemptOnce[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n
 			}
 		}
 	}
+	hedge := false
+	if h.made != nil {
+		_, n, hedge = h.made()
+	}
 	switch {
 	case c.onAttempt != nil:
-		emitAttemptWhole(ctx, c, cl, h, n, v, err, vd)
+		emitAttemptWhole(ctx, c, cl, h, n, hedge, v, err, vd)
 	case c.observes(EventAttempt):
-		c.emit(ctx, cl.controller, &Event{Kind: EventAttempt, Attempt: n, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: cl.method})
+		c.emit(ctx, cl.controller, &Event{Kind: EventAttempt, Attempt: n, Hedge: hedge, MaxAttempts: c.maxAttempts, Err: err, Category: vd.category, RetryAfter: -1, Method: cl.method})
 	}
 	return v, vd, err
 }
@@ -153,6 +161,9 @@ func attemptOnce[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n
 func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
 	var zero T
 	n := 1
+	if h.made != nil {
+		n, _, _ = h.made()
+	}
 	held := err == nil // v is a result to hand back (a response), not a failure
 	last := vd         // the last failure that was not the context's doing
 	var prev time.Duration
@@ -247,6 +258,9 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		// Make the next attempt.
 		n++
 		v, vd, err = attemptOnce(ctx, c, cl, h, n)
+		if h.made != nil {
+			n, _, _ = h.made()
+		}
 		held = err == nil
 	}
 }

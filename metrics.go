@@ -20,6 +20,8 @@ import (
 //	retry_http_retries_total{client, method, category}   counter: every retry, by the category that caused it
 //	retry_http_requests_total{client, method, outcome}   counter: every RoundTrip once, by how it ended
 //	retry_http_backoff_seconds{client}                   histogram: the waits actually slept
+//	retry_http_hedges_total{client, method, result}      counter: every hedge sent (WithHedge), by result: won (its
+//	                                                     response was the round's answer) or lost
 //
 // method is the request's method when it is one of the nine of RFC 9110
 // (GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE), else
@@ -33,6 +35,7 @@ type Metrics struct {
 	retries  *prometheus.CounterVec
 	requests *prometheus.CounterVec
 	backoff  *prometheus.HistogramVec
+	hedges   *prometheus.CounterVec
 }
 
 // BackoffBuckets are the buckets of retry_http_backoff_seconds, in seconds.
@@ -65,6 +68,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Waits slept between HTTP attempts by retrying transports.",
 			Buckets: BackoffBuckets,
 		}, []string{"client"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retry_http_hedges_total",
+			Help: "Hedges sent by retrying transports, by whether the hedge's response won the race.",
+		}, []string{"client", "method", "result"}),
 	}
 	var err error
 	m.attempts, err = register(reg, m.attempts)
@@ -76,6 +83,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	if err == nil {
 		m.backoff, err = register(reg, m.backoff)
+	}
+	if err == nil {
+		m.hedges, err = register(reg, m.hedges)
 	}
 	if err != nil {
 		return nil, err
@@ -150,6 +160,7 @@ type clientMetrics struct {
 	attempts [numMethods][numCategories]atomic.Pointer[prometheus.Counter]
 	retries  [numMethods][numCategories]atomic.Pointer[prometheus.Counter]
 	requests [numMethods][numOutcomes]atomic.Pointer[prometheus.Counter]
+	hedges   [numMethods][2]atomic.Pointer[prometheus.Counter] // lost, won
 	backoff  prometheus.Observer
 }
 
@@ -201,4 +212,18 @@ func (cm *clientMetrics) slept(d time.Duration) {
 		return
 	}
 	cm.backoff.Observe(d.Seconds())
+}
+
+// hedgeResults are the result label values of retry_http_hedges_total.
+var hedgeResults = [2]string{"lost", "won"}
+
+func (cm *clientMetrics) hedge(method string, won bool) {
+	if cm == nil {
+		return
+	}
+	i, r := methodIndex(method), 0
+	if won {
+		r = 1
+	}
+	child(&cm.hedges[i][r], cm.m.hedges, cm.client, methods[i], hedgeResults[r]).Inc()
 }

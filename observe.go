@@ -12,6 +12,7 @@ import (
 //	EventGiveUp        footprint (ERROR)
 //	EventBudgetDenied  footprint (WARN)
 //	EventNotRetried    footprint (WARN)
+//	EventHedge         footprint (INFO, with WithLogTries)
 //	eventWaited        metrics (retry_http_backoff_seconds)
 //	eventDone          metrics (retry_http_requests_total)
 //
@@ -45,7 +46,7 @@ func (c *config) emit(ctx context.Context, controller string, ev *Event) {
 		if c.onRetry != nil {
 			c.onRetry(*ev)
 		}
-	case EventGiveUp, EventBudgetDenied, EventNotRetried:
+	case EventGiveUp, EventBudgetDenied, EventNotRetried, EventHedge:
 		c.footprint(ctx, controller, ev)
 	case eventWaited:
 		c.metrics.slept(ev.Delay)
@@ -58,8 +59,8 @@ func (c *config) emit(ctx context.Context, controller string, ev *Event) {
 // filled in whole (name, URL, response), as WithOnAttempt wants it; the
 // metrics alone need only the method and category, which attemptOnce
 // gives them without this.
-func emitAttemptWhole[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n int, v T, err error, vd verdict) {
-	ev := Event{Kind: EventAttempt, Attempt: n, Err: err, Category: vd.category}
+func emitAttemptWhole[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n int, hedge bool, v T, err error, vd verdict) {
+	ev := Event{Kind: EventAttempt, Attempt: n, Hedge: hedge, Err: err, Category: vd.category}
 	describe(&ev, c, cl, h, v)
 	c.emit(ctx, cl.controller, &ev)
 }

@@ -59,6 +59,9 @@ type Transport struct {
 	once sync.Once
 	base http.RoundTripper
 	cfg  config
+	// latencies are the recent latencies of each host, http and https,
+	// for a Hedge's Quantile.
+	latencies [2]hostTable[latencies]
 }
 
 // NewTransport returns a Transport that sends attempts through base; nil
@@ -146,7 +149,26 @@ func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, err
 		c.done(req.Context(), &call{controller: controllerTransport, method: req.Method}, outcomeRequestError)
 		return nil, err
 	}
+	if c.http.hedge != nil && (c.http.retryNonIdempotent || isIdempotent(req)) {
+		return t.roundTripHedged(req, c)
+	}
 	rt := roundTrip{t: t, c: c, req: req}
+	return rt.exchange(rt.attempt, nil)
+}
+
+// roundTripHedged is roundTrip for a request that may be hedged. Its
+// roundTrip lives on the heap, since the attempts of a round share it: kept
+// apart, so that the roundTrip of a request that is not hedged stays on
+// the stack (escape analysis sees each function as a whole).
+func (t *Transport) roundTripHedged(req *http.Request, c *config) (*http.Response, error) {
+	rt := &roundTrip{t: t, c: c, req: req, hedge: c.http.hedge}
+	return rt.exchange(rt.round, rt.made)
+}
+
+// exchange prepares the request's body, runs the loop with attempt, and
+// lets go of the body.
+func (rt *roundTrip) exchange(attempt func(context.Context) (*http.Response, error), made func() (int, int, bool)) (*http.Response, error) {
+	req, c := rt.req, rt.c
 	cl := call{controller: controllerTransport, method: req.Method, host: req.URL.Host}
 	if err := rt.body.prepare(req, c.http.maxBufferedBody); err != nil {
 		// An unreadable body, or the context ended while it was read.
@@ -158,11 +180,12 @@ func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, err
 		return nil, err
 	}
 	resp, err := run(req.Context(), c, &cl, hooks[*http.Response]{
-		attempt:  rt.attempt,
+		attempt:  attempt,
 		judge:    rt.judge,
 		release:  drainAndClose,
 		name:     rt.name,
 		describe: rt.describe,
+		made:     made,
 	})
 	rt.body.finish()
 	return resp, err
@@ -196,6 +219,13 @@ type roundTrip struct {
 	body requestBody
 	n    int      // attempts made
 	url  *url.URL // see secrets
+	// hedge is the Hedge of a request that may be hedged (nil: not
+	// hedged; see roundTripHedged); last and lastHedge say which attempt
+	// the last round returned, and lastDelay is the round's hedge delay.
+	hedge     *Hedge
+	last      int
+	lastHedge bool
+	lastDelay time.Duration
 }
 
 // holdOffHost starts the host's cooldown when its 429 or 503 asks, with a
@@ -212,20 +242,30 @@ func (rt *roundTrip) holdOffHost(resp *http.Response) {
 	}
 }
 
-// attempt sends the next attempt on a copy of the request, or on the
-// caller's own request when nothing in it has to change (the base may not
-// modify it, so that is the same and saves an allocation).
+// attempt makes the next attempt (see round for a hedged request).
 func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	rt.n++
+	return rt.send(ctx, rt.n)
+}
+
+// send sends attempt n, under ctx, on a copy of the request, or on the
+// caller's own request when nothing in it has to change (the base may not
+// modify it, so that is the same and saves an allocation). It may run in
+// several goroutines at once, for the attempts of a hedged round: it
+// changes nothing in rt but what is safe for that (the body's buffer
+// references, the cooldowns).
+func (rt *roundTrip) send(ctx context.Context, n int) (*http.Response, error) {
 	hc := &rt.c.http
-	prepare := hc.prepareRetry != nil && rt.n > 1
+	prepare := hc.prepareRetry != nil && n > 1
 	r := rt.req
 	var timer *attemptTimer
 	if hc.attemptTimeout > 0 {
 		var actx context.Context
 		actx, timer = startAttemptTimer(ctx, hc.attemptTimeout)
 		r = r.WithContext(actx)
-	} else if hc.attemptHeader != "" || prepare || rt.body.changes(rt.n) {
+	} else if ctx != rt.req.Context() {
+		r = r.WithContext(ctx) // a hedged round's attempt context
+	} else if hc.attemptHeader != "" || prepare || rt.body.changes(n) {
 		r = new(http.Request)
 		*r = *rt.req
 	}
@@ -238,10 +278,10 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 		}
 	}
 	if hc.attemptHeader != "" {
-		r.Header.Set(hc.attemptHeader, strconv.Itoa(rt.n))
+		r.Header.Set(hc.attemptHeader, strconv.Itoa(n))
 	}
 	var fatal *unsentError
-	if err := rt.body.set(r, rt.n); err != nil {
+	if err := rt.body.set(r, n); err != nil {
 		fatal = &unsentError{err, outcomeBodyNotReplayable}
 	} else if prepare {
 		u := *rt.req.URL
@@ -250,7 +290,7 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 			if r.Body != nil && r.Body != rt.req.Body {
 				_ = r.Body.Close()
 			}
-			fatal = &unsentError{fmt.Errorf("retry: WithPrepareRetry for attempt %d: %w", rt.n, err), outcomeRequestError}
+			fatal = &unsentError{fmt.Errorf("retry: WithPrepareRetry for attempt %d: %w", n, err), outcomeRequestError}
 		}
 	}
 	if fatal != nil {

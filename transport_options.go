@@ -19,6 +19,7 @@ type httpConfig struct {
 	attemptHeader      string
 	prepareRetry       func(*http.Request) error
 	noCooldown         bool // WithHostCooldown(false)
+	hedge              *Hedge
 }
 
 type (
@@ -44,8 +45,8 @@ func (hostCooldownOption) isOption()       {}
 // applyHTTP sets one of the options that only a Transport uses (Do
 // accepts and ignores them, so that one option list can serve both):
 // WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
-// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics and
-// WithHostCooldown.
+// WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics,
+// WithHostCooldown and WithHedge.
 // Like config.apply, it is a type switch, so that options are applied
 // without allocating.
 func (c *config) applyHTTP(o Option) {
@@ -86,6 +87,14 @@ func (c *config) applyHTTP(o Option) {
 		c.metricsSrc = o.m
 	case hostCooldownOption:
 		c.http.noCooldown = !bool(o)
+	case hedgeOption:
+		if o.h != nil {
+			if why := o.h.validate(); why != "" {
+				c.invalid("WithHedge(%+v): %s", *o.h, why)
+				return
+			}
+		}
+		c.http.hedge = o.h
 	}
 }
 

@@ -1,0 +1,293 @@
+package retry
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// A hedged round: the attempt the loop asked for, and the hedges sent while
+// it (and they) go unanswered. The round is the loop's attempt: it returns
+// one result, the winner's, or, when every attempt failed in a way worth
+// retrying, the last failure, which the loop then judges and retries by
+// its own rules. The round owns the hedge delay's timer, as the loop owns
+// the waits between rounds; it alone judges, counts and reports, while
+// each attempt runs in a goroutine of its own and only sends.
+
+// sent is the result of one attempt of a round.
+type sent struct {
+	n      int
+	hedge  bool
+	resp   *http.Response
+	err    error
+	cancel context.CancelFunc // ends the attempt's context
+	took   time.Duration      // to response headers
+}
+
+// flight is an attempt of a round still in flight.
+type flight struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+// hedgedRound is the state of one round, owned by the goroutine that runs
+// it.
+type hedgedRound struct {
+	rt      *roundTrip
+	ctx     context.Context
+	results chan sent
+	wg      sync.WaitGroup
+	flying  []flight
+	hedges  int // hedges in flight
+}
+
+// round makes attempt rt.n+1 and hedges it; see WithHedge. A request whose
+// body cannot be sent again is not hedged: its round is its one attempt.
+func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
+	if !rt.body.replayable() {
+		rt.n++
+		rt.last = rt.n
+		return rt.send(ctx, rt.n)
+	}
+	max := rt.hedge.maxHedges()
+	hr := &hedgedRound{rt: rt, ctx: ctx, results: make(chan sent, 1+max), flying: make([]flight, 0, 1+max)}
+	hr.launch(false)
+
+	var timer *time.Timer
+	var fire <-chan time.Time
+	if d := rt.hedgeDelay(); d > 0 {
+		timer = time.NewTimer(d)
+		fire = timer.C
+		defer timer.Stop()
+	}
+	var last sent // the latest retryable failure, held until a later one or the end
+	held := false
+	for {
+		select {
+		case <-fire:
+			fire = nil
+			if hr.mayHedge() {
+				hr.launch(true)
+				rt.emitHedge(ctx, rt.n)
+				if hr.hedges < max {
+					timer.Reset(rt.hedgeDelay())
+					fire = timer.C
+				}
+			}
+		case r := <-hr.results:
+			hr.landed(r)
+			if _, unsent := r.err.(*unsentError); unsent {
+				// Nothing was sent. A hedge is simply not made; the
+				// loop's own attempt returns it, and the loop stops on it.
+				r.cancel()
+				if r.hedge && (len(hr.flying) > 0 || held) {
+					if len(hr.flying) == 0 {
+						return rt.hand(last, false)
+					}
+					continue
+				}
+				hr.end(nil)
+				hr.release(last, held)
+				return rt.hand(r, false)
+			}
+			if r.err != nil && ctx.Err() != nil {
+				// The caller gave up: every attempt is ending with it, and
+				// the loop stops by the context rule.
+				hr.end(nil)
+				hr.release(last, held)
+				return rt.hand(r, false)
+			}
+			vd := rt.judge(r.resp, r.err)
+			if vd.stop || !vd.category.Retryable() {
+				// The winner: the others are cancelled at once.
+				if vd.category == Success {
+					rt.recordLatency(r.took)
+				}
+				hr.end(&r)
+				hr.release(last, held)
+				return rt.hand(r, true)
+			}
+			// A retryable failure: wait for the others, if any.
+			hr.release(last, held)
+			last, held = r, true
+			if len(hr.flying) == 0 {
+				return rt.hand(last, false)
+			}
+		}
+	}
+}
+
+// launch sends the next attempt in a goroutine of its own, under a context
+// of its own.
+func (hr *hedgedRound) launch(hedge bool) {
+	rt := hr.rt
+	rt.n++
+	n := rt.n
+	actx, cancel := context.WithCancel(hr.ctx)
+	hr.flying = append(hr.flying, flight{n, cancel})
+	if hedge {
+		hr.hedges++
+	}
+	hr.wg.Go(func() {
+		start := time.Now()
+		resp, err := rt.send(actx, n)
+		hr.results <- sent{n: n, hedge: hedge, resp: resp, err: err, cancel: cancel, took: time.Since(start)}
+	})
+}
+
+// landed takes r's attempt off the list of those in flight.
+func (hr *hedgedRound) landed(r sent) {
+	for i, f := range hr.flying {
+		if f.n == r.n {
+			hr.flying = append(hr.flying[:i], hr.flying[i+1:]...)
+			break
+		}
+	}
+	if r.hedge {
+		hr.hedges--
+	}
+}
+
+// mayHedge reports whether a hedge may be sent now, and if so spends a
+// retry of the budget for it: the caller still waits, fewer than MaxHedges
+// hedges are in flight, the attempts so far are fewer than MaxAttempts,
+// and the host is not cooling down. The budget is asked last.
+func (hr *hedgedRound) mayHedge() bool {
+	rt := hr.rt
+	c := rt.c
+	return hr.ctx.Err() == nil && hr.hedges < rt.hedge.maxHedges() && rt.n < c.maxAttempts &&
+		c.cooling(rt.req.URL.Host, false) == 0 && c.spendRetry(rt.req.URL.Host)
+}
+
+// end cancels every attempt still in flight but the winner, waits for
+// them to end, and closes what they produced: no goroutine of the round
+// outlives it. The cancelled attempts are reported as Canceled, and a
+// cancelled hedge counts as lost.
+func (hr *hedgedRound) end(winner *sent) {
+	for _, f := range hr.flying {
+		f.cancel()
+	}
+	for range hr.flying {
+		r := <-hr.results
+		r.cancel()
+		if r.resp != nil {
+			_ = r.resp.Body.Close()
+		}
+		if _, unsent := r.err.(*unsentError); !unsent {
+			hr.rt.report(hr.ctx, r, Canceled)
+		}
+	}
+	hr.flying = hr.flying[:0]
+	hr.wg.Wait()
+}
+
+// release lets go of a held retryable failure that will not be returned:
+// it is reported, its response drained and closed, its context ended.
+func (hr *hedgedRound) release(r sent, held bool) {
+	if !held {
+		return
+	}
+	hr.rt.report(hr.ctx, r, hr.rt.judge(r.resp, r.err).category)
+	drainAndClose(r.resp)
+	r.cancel()
+}
+
+// hand returns r as the round's result: the loop judges it again, reports
+// it and, if it failed, retries it or not. Its context now ends when its
+// body is closed (or at once, without a response). won says whether r won
+// the round, for retry_http_hedges_total.
+func (rt *roundTrip) hand(r sent, won bool) (*http.Response, error) {
+	rt.last, rt.lastHedge = r.n, r.hedge
+	if r.hedge {
+		rt.c.metrics.hedge(rt.method(), won)
+	}
+	if r.resp == nil {
+		r.cancel()
+		return nil, r.err
+	}
+	r.resp.Body = cancelOnClose(r.resp.Body, r.cancel)
+	return r.resp, r.err
+}
+
+// report tells the observers about an attempt of the round that the loop
+// will not see (every one but the round's result), as the loop does for
+// its own: an EventAttempt, and the budget's Attempted unless the round
+// cancelled it. A hedge that is not the round's result counts as lost.
+func (rt *roundTrip) report(ctx context.Context, r sent, cat Category) {
+	c := rt.c
+	if b := c.budget; b != nil && cat != Canceled {
+		if _, local := b.(*Budget); !local {
+			b.Attempted(rt.req.URL.Host, cat.Retryable())
+		}
+	}
+	if r.hedge {
+		c.metrics.hedge(rt.method(), false)
+	}
+	if c.observes(EventAttempt) {
+		ev := Event{Kind: EventAttempt, Attempt: r.n, Hedge: r.hedge, Err: r.err, Category: cat, MaxAttempts: c.maxAttempts, RetryAfter: -1}
+		if cat == Canceled && r.err == nil {
+			ev.Err = context.Canceled
+		}
+		if c.onAttempt != nil {
+			ev.Name = c.name
+			if ev.Name == "" {
+				ev.Name = rt.name()
+			}
+			rt.describe(&ev, r.resp)
+		} else {
+			ev.Method = rt.method()
+		}
+		c.emit(ctx, controllerTransport, &ev)
+	}
+}
+
+// made tells the loop how many attempts the request has made, and the
+// number of the one the last round returned and whether it was a hedge.
+func (rt *roundTrip) made() (total, last int, hedge bool) { return rt.n, rt.last, rt.lastHedge }
+
+// emitHedge tells the observers that hedge n was sent.
+func (rt *roundTrip) emitHedge(ctx context.Context, n int) {
+	c := rt.c
+	ev := Event{Kind: EventHedge, Attempt: n, Hedge: true, MaxAttempts: c.maxAttempts, RetryAfter: -1, Delay: rt.lastDelay}
+	ev.Name = c.name
+	if ev.Name == "" {
+		ev.Name = rt.name()
+	}
+	ev.Method, ev.URL, ev.reqURL = rt.method(), RedactURL(rt.req.URL), rt.secrets()
+	c.emit(ctx, controllerTransport, &ev)
+}
+
+// hedgeDelay returns how long the round waits for an answer before it
+// sends a hedge (0: never): the Hedge's Delay, or the Quantile of the
+// host's recent latencies once it has HedgeMinSamples, never below
+// MinDelay.
+func (rt *roundTrip) hedgeDelay() time.Duration {
+	h := rt.hedge
+	d := h.Delay
+	if h.Quantile > 0 {
+		if q, ok := rt.latencies().quantile(h.Quantile); ok {
+			d = max(q, h.MinDelay)
+		}
+	}
+	rt.lastDelay = d
+	return d
+}
+
+// recordLatency adds a successful attempt's latency to its host's, when a
+// Quantile needs them.
+func (rt *roundTrip) recordLatency(d time.Duration) {
+	if rt.hedge.Quantile > 0 {
+		rt.latencies().add(d)
+	}
+}
+
+// latencies returns the latencies of the request's host (scheme, host and
+// port) in this Transport.
+func (rt *roundTrip) latencies() *latencies {
+	i := 0
+	if rt.req.URL.Scheme == "https" {
+		i = 1
+	}
+	return rt.t.latencies[i].get(rt.req.URL.Host)
+}
