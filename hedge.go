@@ -68,7 +68,8 @@ func (hedgeOption) isOption() {}
 // end: the others are awaited. When every attempt in flight has failed
 // retryably, the ordinary retry rules apply (backoff, Retry-After,
 // deadline, budget) to the last failure, for the attempts that remain; a
-// retry may be hedged in turn. The winner's context lives until its body
+// retry may be hedged in turn. The waits between rounds follow the
+// schedule by rounds, not attempts: hedges do not lengthen them. The winner's context lives until its body
 // is closed, and RoundTrip returns only once every other attempt has
 // ended.
 //

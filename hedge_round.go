@@ -15,9 +15,11 @@ import (
 // the waits between rounds; it alone judges, counts and reports, while
 // each attempt runs in a goroutine of its own and only sends.
 
-// sent is the result of one attempt of a round.
+// sent is the result of one attempt of a round; n 0 is the hedge timer's
+// tick instead, for the round numbered round.
 type sent struct {
 	n      int
+	round  int
 	hedge  bool
 	resp   *http.Response
 	err    error
@@ -31,15 +33,35 @@ type flight struct {
 	cancel context.CancelFunc
 }
 
-// hedgedRound is the state of one round, owned by the goroutine that runs
-// it.
+// hedgedRound is the state of a hedged request's rounds, owned by the
+// goroutine that runs them (the loop's); the attempts' goroutines only send
+// on results, and the timer only ticks on it.
 type hedgedRound struct {
 	rt      *roundTrip
 	ctx     context.Context
-	results chan sent
+	results chan sent // made once per request, for all its rounds
+	round   int       // the current round's number
 	wg      sync.WaitGroup
 	flying  []flight
-	hedges  int // hedges in flight
+	hedges  int       // hedges in flight
+	buf     [4]flight // flying's array, for up to 3 hedges
+}
+
+// hedgedRoundTrip is a hedged request's roundTrip and its rounds' state, in
+// one allocation.
+type hedgedRoundTrip struct {
+	roundTrip
+	hr hedgedRound
+}
+
+// tick is the hedge timer's function: it tells round that the delay
+// passed. The results channel has room for it (see round), and a tick of a
+// round that ended is ignored by the next.
+func (hr *hedgedRound) tick(round int) {
+	select {
+	case hr.results <- sent{round: round}:
+	default:
+	}
 }
 
 // round makes attempt rt.n+1 and hedges it; see WithHedge. A request whose
@@ -51,69 +73,80 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 		return rt.send(ctx, rt.n)
 	}
 	max := rt.hedge.maxHedges()
-	hr := &hedgedRound{rt: rt, ctx: ctx, results: make(chan sent, 1+max), flying: make([]flight, 0, 1+max)}
+	hr := rt.hr
+	hr.ctx = ctx
+	hr.round++
+	if hr.results == nil {
+		// Room for every attempt's result and two ticks (one may be a
+		// late tick of the round before), so that no sender ever blocks.
+		hr.results = make(chan sent, 3+max)
+		hr.flying = hr.buf[:0]
+	}
 	hr.launch(false)
 
 	var timer *time.Timer
-	var fire <-chan time.Time
 	if d := rt.hedgeDelay(); d > 0 {
-		timer = time.NewTimer(d)
-		fire = timer.C
+		round := hr.round
+		timer = time.AfterFunc(d, func() { hr.tick(round) })
 		defer timer.Stop()
 	}
+	ticking := timer != nil
 	var last sent // the latest retryable failure, held until a later one or the end
 	held := false
 	for {
-		select {
-		case <-fire:
-			fire = nil
+		r := <-hr.results
+		if r.n == 0 {
+			if r.round != hr.round || !ticking {
+				continue // a late tick of an earlier round
+			}
+			ticking = false
 			if hr.mayHedge() {
 				hr.launch(true)
 				rt.emitHedge(ctx, rt.n)
 				if hr.hedges < max {
 					timer.Reset(rt.hedgeDelay())
-					fire = timer.C
+					ticking = true
 				}
 			}
-		case r := <-hr.results:
-			hr.landed(r)
-			if _, unsent := r.err.(*unsentError); unsent {
-				// Nothing was sent. A hedge is simply not made; the
-				// loop's own attempt returns it, and the loop stops on it.
-				r.cancel()
-				if r.hedge && (len(hr.flying) > 0 || held) {
-					if len(hr.flying) == 0 {
-						return rt.hand(last, false)
-					}
-					continue
+			continue
+		}
+		hr.landed(r)
+		if _, unsent := r.err.(*unsentError); unsent {
+			// Nothing was sent. A hedge is simply not made; the loop's own
+			// attempt returns it, and the loop stops on it.
+			r.cancel()
+			if r.hedge && (len(hr.flying) > 0 || held) {
+				if len(hr.flying) == 0 {
+					return rt.hand(last, false)
 				}
-				hr.end(nil)
-				hr.release(last, held)
-				return rt.hand(r, false)
+				continue
 			}
-			if r.err != nil && ctx.Err() != nil {
-				// The caller gave up: every attempt is ending with it, and
-				// the loop stops by the context rule.
-				hr.end(nil)
-				hr.release(last, held)
-				return rt.hand(r, false)
-			}
-			vd := rt.judge(r.resp, r.err)
-			if vd.stop || !vd.category.Retryable() {
-				// The winner: the others are cancelled at once.
-				if vd.category == Success {
-					rt.recordLatency(r.took)
-				}
-				hr.end(&r)
-				hr.release(last, held)
-				return rt.hand(r, true)
-			}
-			// A retryable failure: wait for the others, if any.
+			hr.end(nil)
 			hr.release(last, held)
-			last, held = r, true
-			if len(hr.flying) == 0 {
-				return rt.hand(last, false)
+			return rt.hand(r, false)
+		}
+		if r.err != nil && ctx.Err() != nil {
+			// The caller gave up: every attempt is ending with it, and the
+			// loop stops by the context rule.
+			hr.end(nil)
+			hr.release(last, held)
+			return rt.hand(r, false)
+		}
+		vd := rt.judge(r.resp, r.err)
+		if vd.stop || !vd.category.Retryable() {
+			// The winner: the others are cancelled at once.
+			if vd.category == Success {
+				rt.recordLatency(r.took)
 			}
+			hr.end(&r)
+			hr.release(last, held)
+			return rt.hand(r, true)
+		}
+		// A retryable failure: wait for the others, if any.
+		hr.release(last, held)
+		last, held = r, true
+		if len(hr.flying) == 0 {
+			return rt.hand(last, false)
 		}
 	}
 }
@@ -123,17 +156,22 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 func (hr *hedgedRound) launch(hedge bool) {
 	rt := hr.rt
 	rt.n++
-	n := rt.n
 	actx, cancel := context.WithCancel(hr.ctx)
-	hr.flying = append(hr.flying, flight{n, cancel})
+	hr.flying = append(hr.flying, flight{rt.n, cancel})
 	if hedge {
 		hr.hedges++
 	}
-	hr.wg.Go(func() {
-		start := time.Now()
-		resp, err := rt.send(actx, n)
-		hr.results <- sent{n: n, hedge: hedge, resp: resp, err: err, cancel: cancel, took: time.Since(start)}
-	})
+	hr.wg.Add(1)
+	go hr.fly(actx, sent{n: rt.n, round: hr.round, hedge: hedge, cancel: cancel})
+}
+
+// fly makes attempt s.n and sends its result.
+func (hr *hedgedRound) fly(ctx context.Context, s sent) {
+	defer hr.wg.Done()
+	start := time.Now()
+	s.resp, s.err = hr.rt.send(ctx, s.n)
+	s.took = time.Since(start)
+	hr.results <- s
 }
 
 // landed takes r's attempt off the list of those in flight.
@@ -168,8 +206,12 @@ func (hr *hedgedRound) end(winner *sent) {
 	for _, f := range hr.flying {
 		f.cancel()
 	}
-	for range hr.flying {
+	for left := len(hr.flying); left > 0; {
 		r := <-hr.results
+		if r.n == 0 {
+			continue // a tick
+		}
+		left--
 		r.cancel()
 		if r.resp != nil {
 			_ = r.resp.Body.Close()

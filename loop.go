@@ -160,10 +160,13 @@ func attemptOnce[T any](ctx context.Context, c *config, cl *call, h *hooks[T], n
 // the last attempt calls for, waits, and makes the next attempt.
 func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T, err error, vd verdict) (T, verdict) {
 	var zero T
-	n := 1
+	n := 1 // attempts made
 	if h.made != nil {
 		n, _, _ = h.made()
 	}
+	// rounds counts the loop's attempts: the waits follow the schedule by
+	// rounds, so that the hedges of a round do not lengthen them.
+	rounds := 1
 	held := err == nil // v is a result to hand back (a response), not a failure
 	last := vd         // the last failure that was not the context's doing
 	var prev time.Duration
@@ -185,7 +188,7 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 		reqURL = ev.reqURL
 		s := situation{
 			verdict: vd, attempt: n, maxAttempts: c.maxAttempts, held: held,
-			backoff: c.next(n, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
+			backoff: c.next(rounds, prev, c.random()), retryAfter: ev.RetryAfter, maxDelay: c.maxDelay,
 			cooldown: c.cooling(cl.host, false),
 		}
 		if s.cooldown > 0 {
@@ -257,6 +260,7 @@ func retrying[T any](ctx context.Context, c *config, cl *call, h *hooks[T], v T,
 
 		// Make the next attempt.
 		n++
+		rounds++
 		v, vd, err = attemptOnce(ctx, c, cl, h, n)
 		if h.made != nil {
 			n, _, _ = h.made()

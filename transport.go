@@ -161,7 +161,9 @@ func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, err
 // apart, so that the roundTrip of a request that is not hedged stays on
 // the stack (escape analysis sees each function as a whole).
 func (t *Transport) roundTripHedged(req *http.Request, c *config) (*http.Response, error) {
-	rt := &roundTrip{t: t, c: c, req: req, hedge: c.http.hedge}
+	h := &hedgedRoundTrip{roundTrip: roundTrip{t: t, c: c, req: req, hedge: c.http.hedge}}
+	rt := &h.roundTrip
+	rt.hr, h.hr.rt = &h.hr, rt
 	return rt.exchange(rt.round, rt.made)
 }
 
@@ -223,6 +225,7 @@ type roundTrip struct {
 	// hedged; see roundTripHedged); last and lastHedge say which attempt
 	// the last round returned, and lastDelay is the round's hedge delay.
 	hedge     *Hedge
+	hr        *hedgedRound
 	last      int
 	lastHedge bool
 	lastDelay time.Duration
