@@ -41,7 +41,17 @@
 // on a server that is already down; [WithBudget] shares one, replaces it
 // with another [RetryBudget], or turns it off. A 429 or 503 with a
 // Retry-After makes the Transport hold every request to that host off
-// until then, then let one probe through ([WithHostCooldown]).
+// until then, then let one probe through ([WithHostCooldown]). A budget
+// that implements [SharedCooldown] shares the cooldowns too: the module
+// github.com/retrykit/retry/redisbudget shares both among the processes of
+// a fleet through Redis.
+//
+// # Hedging
+//
+// [WithHedge] makes slowness rare where retries make failures rare: when
+// no attempt of an idempotent request has answered within a delay (fixed,
+// or a quantile of the host's recent latencies), the Transport sends
+// another copy and takes the first answer, cancelling the rest.
 //
 // # Observing
 //

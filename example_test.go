@@ -380,3 +380,29 @@ func ExampleWithOnAttempt() {
 	// attempt 1 GET 503 server_error
 	// attempt 2 GET 200 success
 }
+
+// A request whose first attempt is stuck gets a hedge after 20ms, and the
+// hedge's answer; the stuck attempt is cancelled.
+func ExampleWithHedge() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			<-r.Context().Done() // the first attempt hangs until cancelled
+			return
+		}
+		fmt.Fprint(w, "fast")
+	}))
+	defer srv.Close()
+
+	client := &http.Client{Transport: retry.NewTransport(nil, quiet,
+		retry.WithHedge(&retry.Hedge{Delay: 20 * time.Millisecond}))}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.Status, string(body), "after", hits.Load(), "attempts")
+	// Output: 200 OK fast after 2 attempts
+}

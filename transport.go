@@ -70,7 +70,8 @@ type Transport struct {
 // backoff, max delay, jitter, log tries, logger, name, on-retry, budget) and
 // the HTTP ones (WithClassifier, WithRetryNonIdempotent,
 // WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader,
-// WithPrepareRetry, WithMetrics). Without WithBudget, the Transport gets a
+// WithPrepareRetry, WithMetrics, WithHostCooldown, WithHedge). Without
+// WithBudget, the Transport gets a
 // Budget of its own with the default fields. WithRequestOptions adds
 // options for one request.
 //
