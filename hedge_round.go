@@ -121,14 +121,14 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 				}
 				continue
 			}
-			hr.end(nil)
+			hr.end()
 			hr.release(last, held)
 			return rt.hand(r, false)
 		}
 		if r.err != nil && ctx.Err() != nil {
 			// The caller gave up: every attempt is ending with it, and the
 			// loop stops by the context rule.
-			hr.end(nil)
+			hr.end()
 			hr.release(last, held)
 			return rt.hand(r, false)
 		}
@@ -138,7 +138,7 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 			if vd.category == Success {
 				rt.recordLatency(r.took)
 			}
-			hr.end(&r)
+			hr.end()
 			hr.release(last, held)
 			return rt.hand(r, true)
 		}
@@ -202,7 +202,7 @@ func (hr *hedgedRound) mayHedge() bool {
 // them to end, and closes what they produced: no goroutine of the round
 // outlives it. The cancelled attempts are reported as Canceled, and a
 // cancelled hedge counts as lost.
-func (hr *hedgedRound) end(winner *sent) {
+func (hr *hedgedRound) end() {
 	for _, f := range hr.flying {
 		f.cancel()
 	}
@@ -214,7 +214,7 @@ func (hr *hedgedRound) end(winner *sent) {
 		left--
 		r.cancel()
 		if r.resp != nil {
-			_ = r.resp.Body.Close()
+			drainAndClose(r.resp) // bounded; its context is cancelled already
 		}
 		if _, unsent := r.err.(*unsentError); !unsent {
 			hr.rt.report(hr.ctx, r, Canceled)
