@@ -72,6 +72,19 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 		rt.last = rt.n
 		return rt.send(ctx, rt.n)
 	}
+	d := rt.hedgeDelay()
+	if d <= 0 {
+		// No delay yet (a Quantile still warming up, without Delay): the
+		// round is one attempt, timed for the Quantile.
+		rt.n++
+		rt.last, rt.lastHedge = rt.n, false
+		start := time.Now()
+		resp, err := rt.send(ctx, rt.n)
+		if rt.c.http.classify(resp, err) == Success && err == nil {
+			rt.recordLatency(time.Since(start))
+		}
+		return resp, err
+	}
 	max := rt.hedge.maxHedges()
 	hr := rt.hr
 	hr.ctx = ctx
@@ -84,13 +97,10 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 	}
 	hr.launch(false)
 
-	var timer *time.Timer
-	if d := rt.hedgeDelay(); d > 0 {
-		round := hr.round
-		timer = time.AfterFunc(d, func() { hr.tick(round) })
-		defer timer.Stop()
-	}
-	ticking := timer != nil
+	round := hr.round
+	timer := time.AfterFunc(d, func() { hr.tick(round) })
+	defer timer.Stop()
+	ticking := true
 	var last sent // the latest retryable failure, held until a later one or the end
 	held := false
 	for {
