@@ -109,6 +109,21 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// newFleet returns procs processes' worth of Budgets on addr, each with its
+// own client, and a Transport on each that makes up to attempts attempts,
+// 1ms apart.
+func newFleet(t *testing.T, addr string, procs int, o redisbudget.Options, attempts int) ([]*redisbudget.Budget, []*retry.Transport) {
+	var budgets []*redisbudget.Budget
+	var trs []*retry.Transport
+	for range procs {
+		b := newBudget(t, newClient(t, addr), o)
+		budgets = append(budgets, b)
+		trs = append(trs, retry.NewTransport(nil, retry.WithBudget(b), retry.WithMaxAttempts(attempts),
+			retry.WithSleepTime(time.Millisecond), retry.WithMaxDelay(2*time.Millisecond), quiet))
+	}
+	return budgets, trs
+}
+
 func TestOptionsValidate(t *testing.T) {
 	client := newClient(t, "127.0.0.1:1") // never dialled
 	for _, tc := range []struct {
@@ -155,14 +170,7 @@ func TestFleetRetriesStayWithinTheFleetBudget(t *testing.T) {
 	const procs = 20
 	o := redisbudget.Options{Prefix: "fleet", Ratio: 0.02, MinPerSecond: 20, Window: time.Second,
 		SyncInterval: 20 * time.Millisecond, Fallback: denyAll{}}
-	var budgets []*redisbudget.Budget
-	var trs []*retry.Transport
-	for range procs {
-		b := newBudget(t, newClient(t, rs.Addr()), o)
-		budgets = append(budgets, b)
-		trs = append(trs, retry.NewTransport(nil, retry.WithBudget(b), retry.WithMaxAttempts(4),
-			retry.WithSleepTime(time.Millisecond), retry.WithMaxDelay(2*time.Millisecond), quiet))
-	}
+	budgets, trs := newFleet(t, rs.Addr(), procs, o, 4)
 	// One request each makes the host known to every Budget; then wait
 	// until all have synced it.
 	for _, tr := range trs {

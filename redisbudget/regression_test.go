@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/retrykit/retry"
 	"github.com/retrykit/retry/redisbudget"
 	"github.com/retrykit/retry/redisbudget/redistest"
 )
@@ -27,13 +26,10 @@ func TestNewHostIsDecidedByTheFleet(t *testing.T) {
 	ok := newCounter(t, always(http.StatusOK))
 	const procs = 20
 	o := redisbudget.Options{Prefix: "newhost"} // defaults: floor 10 per 10s for the fleet
-	var trs []*retry.Transport
-	for range procs {
-		b := newBudget(t, newClient(t, rs.Addr()), o)
-		trs = append(trs, retry.NewTransport(nil, retry.WithBudget(b), retry.WithMaxAttempts(4),
-			retry.WithSleepTime(time.Millisecond), retry.WithMaxDelay(2*time.Millisecond), quiet))
-		_, _ = get(t, trs[len(trs)-1], ok.srv.URL) // on Redis for another host
-		waitFor(t, time.Second, "on Redis", func() bool { return !b.Stats().FallingBack })
+	bs, trs := newFleet(t, rs.Addr(), procs, o, 4)
+	for i, tr := range trs {
+		_, _ = get(t, tr, ok.srv.URL) // on Redis for another host
+		waitFor(t, time.Second, "on Redis", func() bool { return !bs[i].Stats().FallingBack })
 	}
 	var wg sync.WaitGroup
 	for _, tr := range trs {
@@ -62,14 +58,7 @@ func TestSlowFailuresCountEverySender(t *testing.T) {
 	const procs = 20
 	o := redisbudget.Options{Prefix: "senders", Window: time.Second, SyncInterval: 10 * time.Millisecond,
 		MinPerSecond: 2, Ratio: 0.1, Fallback: denyAll{}}
-	var trs []*retry.Transport
-	var bs []*redisbudget.Budget
-	for range procs {
-		b := newBudget(t, newClient(t, rs.Addr()), o)
-		bs = append(bs, b)
-		trs = append(trs, retry.NewTransport(nil, retry.WithBudget(b), retry.WithMaxAttempts(2),
-			retry.WithSleepTime(time.Millisecond), retry.WithMaxDelay(2*time.Millisecond), quiet))
-	}
+	bs, trs := newFleet(t, rs.Addr(), procs, o, 2)
 	for _, tr := range trs {
 		_, _ = get(t, tr, srv.srv.URL)
 	}
