@@ -19,7 +19,8 @@ type Event struct {
 	// MaxAttempts is the configured number of attempts.
 	MaxAttempts int
 	// Delay is the wait about to start before the next attempt
-	// (EventRetry); zero for the other kinds.
+	// (EventRetry, EventResume), or the delay after which a hedge was sent
+	// (EventHedge); zero for the other kinds.
 	Delay time.Duration
 	// Err is the attempt's error. For EventAttempt it is the error as the
 	// attempt returned it (nil with a response, whatever its status); for
@@ -33,6 +34,10 @@ type Event struct {
 	// Hedge is true when the attempt is a hedge (see WithHedge):
 	// EventAttempt for a hedge's attempt, and EventHedge.
 	Hedge bool
+	// ResumedAt is, for EventResume and the EventGiveUp of a resumable
+	// body (see WithResumeBody), how many bytes of the response body were
+	// delivered before it broke: where the range request starts.
+	ResumedAt int64
 
 	// RetryAfter is the wait the server asked for in a Retry-After header
 	// (a Transport), or fn with RetryAfter (Do); -1 when none was asked
@@ -62,8 +67,8 @@ type Event struct {
 // An EventKind says what an Event reports.
 type EventKind uint8
 
-// The kinds of events. Footprints are written for EventRetry and EventHedge
-// (with WithLogTries), EventGiveUp, EventBudgetDenied and EventNotRetried;
+// The kinds of events. Footprints are written for EventRetry, EventHedge
+// and EventResume (with WithLogTries), EventGiveUp, EventBudgetDenied and EventNotRetried;
 // metrics count EventAttempt and EventRetry; WithOnAttempt sees
 // EventAttempt and WithOnRetry sees EventRetry.
 const (
@@ -85,6 +90,9 @@ const (
 	// EventHedge: a hedge, attempt Attempt, was sent because no attempt
 	// had answered after Delay (see WithHedge).
 	EventHedge
+	// EventResume: a response body broke after ResumedAt bytes and is
+	// resumed, after Delay, with a range request (see WithResumeBody).
+	EventResume
 
 	// Kinds only this package's observers see.
 	eventWaited // a wait ran its course (Delay)
@@ -98,12 +106,13 @@ var eventKindNames = [...]string{
 	EventBudgetDenied: "budget_denied",
 	EventNotRetried:   "not_retried",
 	EventHedge:        "hedge",
+	EventResume:       "resume",
 	eventWaited:       "waited",
 	eventDone:         "done",
 }
 
 // String returns the kind's name in snake case: "attempt", "retry",
-// "give_up", "budget_denied", "not_retried", "hedge".
+// "give_up", "budget_denied", "not_retried", "hedge", "resume".
 func (k EventKind) String() string {
 	if int(k) >= len(eventKindNames) || eventKindNames[k] == "" {
 		return "unknown"

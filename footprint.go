@@ -26,7 +26,7 @@ import (
 // retry (EventNotRetried). The texts are built only once the logger says it
 // wants the level, so a disabled logger costs nothing.
 func (c *config) footprint(ctx context.Context, controller string, ev *Event) {
-	if (ev.Kind == EventRetry || ev.Kind == EventHedge) && !c.logTries {
+	if (ev.Kind == EventRetry || ev.Kind == EventHedge || ev.Kind == EventResume) && !c.logTries {
 		return
 	}
 	level, logType := slog.LevelWarn, "warning"
@@ -51,6 +51,9 @@ func (c *config) footprint(ctx context.Context, controller string, ev *Event) {
 	case EventBudgetDenied:
 		msg = "The retry budget is exhausted, so we stop retrying " + ev.Name + " at the " + strconv.Itoa(ev.Attempt) + " attempt."
 		subject = "Retry budget exhausted for " + ev.Name
+	case EventResume:
+		msg = "The body of " + ev.Name + " broke after " + strconv.FormatInt(ev.ResumedAt, 10) + " bytes, so we resume it at the " + strconv.Itoa(ev.Attempt) + " attempt."
+		subject = "Warning at resuming " + ev.Name
 	case EventHedge:
 		msg = "No attempt of " + ev.Name + " has answered after " + ev.Delay.String() + ", so we hedge it with the " + strconv.Itoa(ev.Attempt) + " attempt."
 		subject = "Hedging " + ev.Name
@@ -103,6 +106,9 @@ func payload(ev *Event) slog.Attr {
 	}
 	if ev.Hedge {
 		attrs = append(attrs, slog.Bool("hedge", true))
+	}
+	if ev.Kind == EventResume || ev.ResumedAt > 0 {
+		attrs = append(attrs, slog.Int64("resumed_at", ev.ResumedAt))
 	}
 	if ev.Method != "" {
 		status := 0

@@ -75,7 +75,19 @@ func (hedgeOption) isOption() {}
 //
 // Hedges count as attempts in metrics (retry_http_attempts_total) and in
 // Event.Attempt; retry_http_hedges_total counts them by result, "won" when
-// a hedge's response was returned, "lost" otherwise. An Event of a hedge
+// a hedge's result was its round's (the answer, or the failure the loop
+// then went on from), "lost" otherwise. A hedge whose body could not be
+// produced (GetBody or WithPrepareRetry failed) is not sent and not
+// counted as an attempt.
+//
+// The attempts of a round run at the same time, each in a goroutine of its
+// own: the request's GetBody and the WithPrepareRetry function may be called
+// concurrently (each call on its own copy of the request), and a panic in
+// them or in the base RoundTripper reaches the caller's goroutine after the
+// others have ended. MaxHedges is bounded by WithMaxAttempts. For a
+// Quantile, a round that a hedge won counts the time since the round
+// began, the least the attempt it replaced would have taken: the slow
+// attempts cut short still count, so the quantile does not drift down. An Event of a hedge
 // has Hedge set, and WithLogTries writes a footprint for each hedge sent.
 //
 // Invalid values (negative durations, a Quantile outside [0, 1) or NaN, a

@@ -14,9 +14,9 @@ import (
 // Transport times each attempt.
 type latencies struct {
 	mu     sync.Mutex
-	counts [latencyBuckets]uint32
-	total  uint32 // samples in counts (halved with them)
-	seen   uint64 // samples ever, for HedgeMinSamples
+	counts [latencyBuckets]uint32 // in latencyUnits of a sample
+	total  uint32                 // the sum of counts
+	seen   uint64                 // samples ever, for HedgeMinSamples
 	// q and at are the last quantile asked for and its value; fresh counts
 	// samples since, and the value is computed again after latencyRefresh.
 	q     float64
@@ -29,6 +29,7 @@ const (
 	latencyPowers  = 26 // from 2^10 ns to 2^36 ns ≈ 69 s
 	latencyBuckets = latencySub * latencyPowers
 	latencyWindow  = 1024 // samples before the counts are halved
+	latencyUnit    = 256  // a sample's weight: halving keeps fractions of sparse buckets
 	latencyRefresh = 16   // samples between two computations of a quantile
 )
 
@@ -62,11 +63,11 @@ func latencyUpper(i int) time.Duration {
 func (l *latencies) add(d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.counts[latencyBucket(d)]++
-	l.total++
+	l.counts[latencyBucket(d)] += latencyUnit
+	l.total += latencyUnit
 	l.seen++
 	l.fresh++
-	if l.total >= latencyWindow {
+	if l.total >= latencyWindow*latencyUnit {
 		l.total = 0
 		for i := range l.counts {
 			l.counts[i] /= 2

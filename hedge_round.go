@@ -25,6 +25,7 @@ type sent struct {
 	err    error
 	cancel context.CancelFunc // ends the attempt's context
 	took   time.Duration      // to response headers
+	panic  any                // what the attempt panicked with, if it did
 }
 
 // flight is an attempt of a round still in flight.
@@ -73,9 +74,10 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 		return rt.send(ctx, rt.n)
 	}
 	d := rt.hedgeDelay()
-	if d <= 0 {
-		// No delay yet (a Quantile still warming up, without Delay): the
-		// round is one attempt, timed for the Quantile.
+	if d <= 0 || rt.c.maxAttempts < 2 {
+		// No delay yet (a Quantile still warming up, without Delay), or no
+		// attempt to spare: the round is one attempt, timed for the
+		// Quantile.
 		rt.n++
 		rt.last, rt.lastHedge = rt.n, false
 		start := time.Now()
@@ -85,17 +87,21 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 		}
 		return resp, err
 	}
-	max := rt.hedge.maxHedges()
+	// No more hedges in flight than attempts may be made, whatever
+	// MaxHedges says.
+	most := min(rt.hedge.maxHedges(), rt.c.maxAttempts-1)
 	hr := rt.hr
 	hr.ctx = ctx
 	hr.round++
 	if hr.results == nil {
 		// Room for every attempt's result and two ticks (one may be a
 		// late tick of the round before), so that no sender ever blocks.
-		hr.results = make(chan sent, 3+max)
+		hr.results = make(chan sent, 3+most)
 		hr.flying = hr.buf[:0]
 	}
+	start := time.Now()
 	hr.launch(false)
+	defer hr.wg.Wait() // every attempt's goroutine has ended when the round does
 
 	round := hr.round
 	timer := time.AfterFunc(d, func() { hr.tick(round) })
@@ -110,10 +116,10 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 				continue // a late tick of an earlier round
 			}
 			ticking = false
-			if hr.mayHedge() {
+			if hr.hedges < most && hr.mayHedge() {
 				hr.launch(true)
 				rt.emitHedge(ctx, rt.n)
-				if hr.hedges < max {
+				if hr.hedges < most {
 					timer.Reset(rt.hedgeDelay())
 					ticking = true
 				}
@@ -121,18 +127,29 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 			continue
 		}
 		hr.landed(r)
-		if _, unsent := r.err.(*unsentError); unsent {
-			// Nothing was sent. A hedge is simply not made; the loop's own
-			// attempt returns it, and the loop stops on it.
+		if r.panic != nil {
+			// The base (or GetBody, or WithPrepareRetry) panicked: the
+			// others end first, then the panic goes on in the caller's
+			// goroutine, as it would without hedging.
 			r.cancel()
-			if r.hedge && (len(hr.flying) > 0 || held) {
-				if len(hr.flying) == 0 {
-					return rt.hand(last, false)
-				}
-				continue
-			}
 			hr.end()
 			hr.release(last, held)
+			panic(r.panic)
+		}
+		if _, unsent := r.err.(*unsentError); unsent {
+			// Nothing was sent (GetBody or WithPrepareRetry failed). While
+			// other attempts are in flight they decide; after them, a
+			// retryable failure held, else this error, on which the loop
+			// stops.
+			r.cancel()
+			rt.unsent++
+			switch {
+			case len(hr.flying) > 0:
+				continue
+			case held:
+				return rt.hand(last, last.hedge)
+			}
+			rt.unsent-- // the loop counts this one itself
 			return rt.hand(r, false)
 		}
 		if r.err != nil && ctx.Err() != nil {
@@ -144,19 +161,25 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 		}
 		vd := rt.judge(r.resp, r.err)
 		if vd.stop || !vd.category.Retryable() {
-			// The winner: the others are cancelled at once.
+			// The winner: the others are cancelled at once. When a hedge
+			// wins, the attempt it replaced took at least this long: the
+			// Quantile learns that, not the hedge's own time alone.
 			if vd.category == Success {
-				rt.recordLatency(r.took)
+				if r.hedge {
+					rt.recordLatency(time.Since(start))
+				} else {
+					rt.recordLatency(r.took)
+				}
 			}
 			hr.end()
 			hr.release(last, held)
-			return rt.hand(r, true)
+			return rt.hand(r, r.hedge)
 		}
 		// A retryable failure: wait for the others, if any.
 		hr.release(last, held)
 		last, held = r, true
 		if len(hr.flying) == 0 {
-			return rt.hand(last, false)
+			return rt.hand(last, last.hedge)
 		}
 	}
 }
@@ -175,10 +198,16 @@ func (hr *hedgedRound) launch(hedge bool) {
 	go hr.fly(actx, sent{n: rt.n, round: hr.round, hedge: hedge, cancel: cancel})
 }
 
-// fly makes attempt s.n and sends its result.
+// fly makes attempt s.n and sends its result, or the panic it met.
 func (hr *hedgedRound) fly(ctx context.Context, s sent) {
 	defer hr.wg.Done()
 	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			s.panic = p
+			hr.results <- s
+		}
+	}()
 	s.resp, s.err = hr.rt.send(ctx, s.n)
 	s.took = time.Since(start)
 	hr.results <- s
@@ -198,14 +227,18 @@ func (hr *hedgedRound) landed(r sent) {
 }
 
 // mayHedge reports whether a hedge may be sent now, and if so spends a
-// retry of the budget for it: the caller still waits, fewer than MaxHedges
-// hedges are in flight, the attempts so far are fewer than MaxAttempts,
-// and the host is not cooling down. The budget is asked last.
+// retry of the budget for it: the caller still waits, the attempts so far
+// are fewer than MaxAttempts, and the host is not cooling down (here or,
+// with a SharedCooldown, in the fleet). The budget is asked last. The
+// round checks MaxHedges.
 func (hr *hedgedRound) mayHedge() bool {
 	rt := hr.rt
 	c := rt.c
-	return hr.ctx.Err() == nil && hr.hedges < rt.hedge.maxHedges() && rt.n < c.maxAttempts &&
-		c.cooling(rt.req.URL.Host, false) == 0 && c.spendRetry(rt.req.URL.Host)
+	if hr.ctx.Err() != nil || rt.n-rt.unsent >= c.maxAttempts {
+		return false
+	}
+	c.learnCooldown(rt.req.URL.Host) // a fleet's cooldown too
+	return c.cooling(rt.req.URL.Host, false) == 0 && c.spendRetry(rt.req.URL.Host)
 }
 
 // end cancels every attempt still in flight but the winner, waits for
@@ -226,11 +259,13 @@ func (hr *hedgedRound) end() {
 		if r.resp != nil {
 			drainAndClose(r.resp) // bounded; its context is cancelled already
 		}
-		if _, unsent := r.err.(*unsentError); !unsent {
+		if _, unsent := r.err.(*unsentError); unsent {
+			hr.rt.unsent++
+		} else if r.panic == nil {
 			hr.rt.report(hr.ctx, r, Canceled)
 		}
 	}
-	hr.flying = hr.flying[:0]
+	hr.flying, hr.hedges = hr.flying[:0], 0
 	hr.wg.Wait()
 }
 
@@ -241,14 +276,14 @@ func (hr *hedgedRound) release(r sent, held bool) {
 		return
 	}
 	hr.rt.report(hr.ctx, r, hr.rt.judge(r.resp, r.err).category)
+	r.cancel() // first: a stalled body then ends at once
 	drainAndClose(r.resp)
-	r.cancel()
 }
 
 // hand returns r as the round's result: the loop judges it again, reports
 // it and, if it failed, retries it or not. Its context now ends when its
-// body is closed (or at once, without a response). won says whether r won
-// the round, for retry_http_hedges_total.
+// body is closed (or at once, without a response). won says whether r is a
+// hedge whose result is the round's (retry_http_hedges_total's "won").
 func (rt *roundTrip) hand(r sent, won bool) (*http.Response, error) {
 	rt.last, rt.lastHedge = r.n, r.hedge
 	if r.hedge {
@@ -294,9 +329,12 @@ func (rt *roundTrip) report(ctx context.Context, r sent, cat Category) {
 	}
 }
 
-// made tells the loop how many attempts the request has made, and the
-// number of the one the last round returned and whether it was a hedge.
-func (rt *roundTrip) made() (total, last int, hedge bool) { return rt.n, rt.last, rt.lastHedge }
+// made tells the loop how many attempts the request has made (those that
+// could not be sent left out), and the number of the one the last round
+// returned and whether it was a hedge.
+func (rt *roundTrip) made() (total, last int, hedge bool) {
+	return rt.n - rt.unsent, rt.last, rt.lastHedge
+}
 
 // emitHedge tells the observers that hedge n was sent.
 func (rt *roundTrip) emitHedge(ctx context.Context, n int) {

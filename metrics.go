@@ -22,6 +22,8 @@ import (
 //	retry_http_backoff_seconds{client}                   histogram: the waits actually slept
 //	retry_http_hedges_total{client, method, result}      counter: every hedge sent (WithHedge), by result: won (its
 //	                                                     response was the round's answer) or lost
+//	retry_http_resumes_total{client, result}             counter: every resume of a broken response body
+//	                                                     (WithResumeBody), by result: ok, mismatch, failed
 //
 // method is the request's method when it is one of the nine of RFC 9110
 // (GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE), else
@@ -36,6 +38,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	backoff  *prometheus.HistogramVec
 	hedges   *prometheus.CounterVec
+	resumes  *prometheus.CounterVec
 }
 
 // BackoffBuckets are the buckets of retry_http_backoff_seconds, in seconds.
@@ -72,6 +75,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "retry_http_hedges_total",
 			Help: "Hedges sent by retrying transports, by whether the hedge's response won the race.",
 		}, []string{"client", "method", "result"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retry_http_resumes_total",
+			Help: "Resumes of broken response bodies by retrying transports, by result.",
+		}, []string{"client", "result"}),
 	}
 	var err error
 	m.attempts, err = register(reg, m.attempts)
@@ -86,6 +93,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	if err == nil {
 		m.hedges, err = register(reg, m.hedges)
+	}
+	if err == nil {
+		m.resumes, err = register(reg, m.resumes)
 	}
 	if err != nil {
 		return nil, err
@@ -161,6 +171,7 @@ type clientMetrics struct {
 	retries  [numMethods][numCategories]atomic.Pointer[prometheus.Counter]
 	requests [numMethods][numOutcomes]atomic.Pointer[prometheus.Counter]
 	hedges   [numMethods][2]atomic.Pointer[prometheus.Counter] // lost, won
+	resumes  [numResumeResults]atomic.Pointer[prometheus.Counter]
 	backoff  prometheus.Observer
 }
 
@@ -226,4 +237,23 @@ func (cm *clientMetrics) hedge(method string, won bool) {
 		r = 1
 	}
 	child(&cm.hedges[i][r], cm.m.hedges, cm.client, methods[i], hedgeResults[r]).Inc()
+}
+
+// resumeResult is the result label of retry_http_resumes_total.
+type resumeResult int
+
+const (
+	resumeOK resumeResult = iota
+	resumeMismatch
+	resumeFailed
+	numResumeResults
+)
+
+var resumeResults = [numResumeResults]string{"ok", "mismatch", "failed"}
+
+func (cm *clientMetrics) resume(r resumeResult) {
+	if cm == nil {
+		return
+	}
+	child(&cm.resumes[r], cm.m.resumes, cm.client, resumeResults[r]).Inc()
 }

@@ -13,6 +13,7 @@ import (
 //	EventBudgetDenied  footprint (WARN)
 //	EventNotRetried    footprint (WARN)
 //	EventHedge         footprint (INFO, with WithLogTries)
+//	EventResume        footprint (WARN, with WithLogTries)
 //	eventWaited        metrics (retry_http_backoff_seconds)
 //	eventDone          metrics (retry_http_requests_total)
 //
@@ -46,7 +47,7 @@ func (c *config) emit(ctx context.Context, controller string, ev *Event) {
 		if c.onRetry != nil {
 			c.onRetry(*ev)
 		}
-	case EventGiveUp, EventBudgetDenied, EventNotRetried, EventHedge:
+	case EventGiveUp, EventBudgetDenied, EventNotRetried, EventHedge, EventResume:
 		c.footprint(ctx, controller, ev)
 	case eventWaited:
 		c.metrics.slept(ev.Delay)

@@ -70,7 +70,8 @@ type Transport struct {
 // backoff, max delay, jitter, log tries, logger, name, on-retry, budget) and
 // the HTTP ones (WithClassifier, WithRetryNonIdempotent,
 // WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader,
-// WithPrepareRetry, WithMetrics, WithHostCooldown, WithHedge). Without
+// WithPrepareRetry, WithMetrics, WithHostCooldown, WithHedge,
+// WithResumeBody). Without
 // WithBudget, the Transport gets a
 // Budget of its own with the default fields. WithRequestOptions adds
 // options for one request.
@@ -191,6 +192,9 @@ func (rt *roundTrip) exchange(attempt func(context.Context) (*http.Response, err
 		made:     made,
 	})
 	rt.body.finish()
+	if err == nil && c.http.maxResumes > 0 {
+		resp = resumable(rt.t, c, req, resp, rt.n)
+	}
 	return resp, err
 }
 
@@ -227,6 +231,7 @@ type roundTrip struct {
 	// the last round returned, and lastDelay is the round's hedge delay.
 	hedge     *Hedge
 	hr        *hedgedRound
+	unsent    int // hedged attempts that could not be sent
 	last      int
 	lastHedge bool
 	lastDelay time.Duration

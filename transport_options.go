@@ -20,6 +20,7 @@ type httpConfig struct {
 	prepareRetry       func(*http.Request) error
 	noCooldown         bool // WithHostCooldown(false)
 	hedge              *Hedge
+	maxResumes         int // WithResumeBody
 }
 
 type (
@@ -46,7 +47,7 @@ func (hostCooldownOption) isOption()       {}
 // accepts and ignores them, so that one option list can serve both):
 // WithClassifier, WithRetryNonIdempotent, WithMaxBufferedBody,
 // WithAttemptTimeout, WithAttemptHeader, WithPrepareRetry, WithMetrics,
-// WithHostCooldown and WithHedge.
+// WithHostCooldown, WithHedge and WithResumeBody.
 // Like config.apply, it is a type switch, so that options are applied
 // without allocating.
 func (c *config) applyHTTP(o Option) {
@@ -95,6 +96,12 @@ func (c *config) applyHTTP(o Option) {
 			}
 		}
 		c.http.hedge = o.h
+	case resumeBodyOption:
+		if o < 0 {
+			c.invalid("WithResumeBody(%d): must not be negative", int(o))
+			return
+		}
+		c.http.maxResumes = int(o)
 	}
 }
 

@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		timeout        = fs.Duration("timeout", 0, "timeout of the whole call, all attempts included (0: none)")
 		logTries       = fs.Bool("log-tries", false, "write a footprint for every retry, not only when giving up")
 		output         = fs.String("o", "", "write the body to this file instead of stdout")
+		resume         = fs.Int("resume", 0, "resume a body that breaks in the middle, up to this many times (a GET with a strong validator; 0: off)")
 		printMetrics   = fs.Bool("metrics", false, "print the Prometheus exposition to stderr at the end")
 		metricsAddr    = fs.String("metrics-addr", "", "serve /metrics on host:port while running")
 	)
@@ -164,7 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		retry.WithMaxAttempts(*attempts), retry.WithSleepTime(*sleep), retry.WithBackoff(*backoff),
 		retry.WithMaxDelay(*maxDelay), retry.WithJitter(j), retry.WithAttemptTimeout(*attemptTimeout),
 		retry.WithLogTries(*logTries), retry.WithLogger(slog.New(slog.NewJSONHandler(stderr, nil))),
-		retry.WithMetrics(metrics),
+		retry.WithMetrics(metrics), retry.WithResumeBody(*resume),
 	}
 	if err := retry.CheckOptions(opts...); err != nil {
 		return fail(usageError{flagNames(err.Error())})
@@ -250,7 +251,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // flagNames turns an option's name in an error into its flag's.
 func flagNames(msg string) string {
 	r := strings.NewReplacer("WithMaxAttempts", "-attempts", "WithSleepTime", "-sleep", "WithBackoff", "-backoff",
-		"WithMaxDelay", "-max-delay", "WithAttemptTimeout", "-attempt-timeout")
+		"WithMaxDelay", "-max-delay", "WithAttemptTimeout", "-attempt-timeout", "WithResumeBody", "-resume")
 	return r.Replace(msg)
 }
 
