@@ -1,6 +1,7 @@
 package retry_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/retrykit/retry"
+	"github.com/retrykit/retry/httptest_helpers"
 )
 
 // quiet keeps the examples' output free of footprints.
@@ -405,4 +407,31 @@ func ExampleWithHedge() {
 	resp.Body.Close()
 	fmt.Println(resp.Status, string(body), "after", hits.Load(), "attempts")
 	// Output: 200 OK fast after 2 attempts
+}
+
+// A download cut in the middle carries on where it stopped: the caller reads
+// one whole body.
+func ExampleWithResumeBody() {
+	data := bytes.Repeat([]byte("0123456789"), 10_000) // 100,000 bytes
+	res := httptest_helpers.NewResource(data).CutAfter(30_000)
+	srv := httptest_helpers.Start(res)
+	defer srv.Close()
+
+	client := &http.Client{Transport: retry.NewTransport(nil, quiet, retry.WithSleepTime(time.Millisecond),
+		retry.WithResumeBody(3))}
+	resp, err := client.Get(srv.URL + "/file")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(len(body), bytes.Equal(body, data), err)
+	for _, r := range res.Requests() {
+		fmt.Printf("%d %q\n", r.Status, r.Range)
+	}
+	// Output:
+	// 100000 true <nil>
+	// 200 ""
+	// 206 "bytes=30000-"
 }

@@ -14,7 +14,7 @@ if [ "${REUSE:-0}" != 1 ]; then
 echo "speed benchmarks (-count $COUNT)..." >&2
 go test -run '^$' -bench 'Overhead|Loopback' -benchmem -count "$COUNT" . > "$raw/speed.txt"
 echo "fault scenarios (-count 3)..." >&2
-go test -run '^$' -bench 'Faulty|Outage|Upload64MiB' -benchtime 1x -count 3 . > "$raw/scenarios.txt"
+go test -run '^$' -bench 'Faulty|Outage|Upload64MiB|Download64MiB' -benchtime 1x -count 3 . > "$raw/scenarios.txt"
 echo "benchstat..." >&2
 $BENCHSTAT -col /peer "$raw/speed.txt" > "$raw/benchstat.txt"
 $BENCHSTAT -col /peer -filter '/peer:(retry OR retryablehttp OR failsafehttp)' "$raw/speed.txt" > "$raw/benchstat-peers.txt"

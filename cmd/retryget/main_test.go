@@ -170,3 +170,28 @@ func closedAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// -resume: a download cut twice arrives whole in the -o file; without it,
+// retryget fails on the broken body.
+func TestResumeFlag(t *testing.T) {
+	data := bytes.Repeat([]byte("retryget resumes "), 20_000)
+	res := h.NewResource(data).CutAfter(50_000, 100_000)
+	srv := h.NewServer(t, res)
+	out := filepath.Join(t.TempDir(), "file")
+	code, _, stderr := runCmd(t, "-resume", "5", "-sleep", "1ms", "-o", out, srv.URL+"/file")
+	require.Equal(t, 0, code, stderr)
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+	assert.Len(t, res.Requests(), 3)
+
+	res2 := h.NewResource(data).CutAfter(50_000)
+	srv2 := h.NewServer(t, res2)
+	code, _, stderr = runCmd(t, "-o", out, srv2.URL+"/file")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "reading the body")
+
+	code, _, stderr = runCmd(t, "-resume", "-2", srv2.URL)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "-resume(-2): must not be negative")
+}
