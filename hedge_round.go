@@ -71,7 +71,7 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 	if !rt.body.replayable() {
 		rt.n++
 		rt.last = rt.n
-		return rt.send(ctx, rt.n)
+		return rt.send(ctx, rt.n, false)
 	}
 	d := rt.hedgeDelay()
 	if d <= 0 || rt.c.maxAttempts < 2 {
@@ -81,7 +81,7 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 		rt.n++
 		rt.last, rt.lastHedge = rt.n, false
 		start := time.Now()
-		resp, err := rt.send(ctx, rt.n)
+		resp, err := rt.send(ctx, rt.n, false)
 		if rt.c.http.classify(resp, err) == Success && err == nil {
 			rt.recordLatency(time.Since(start))
 		}
@@ -208,7 +208,7 @@ func (hr *hedgedRound) fly(ctx context.Context, s sent) {
 			hr.results <- s
 		}
 	}()
-	s.resp, s.err = hr.rt.send(ctx, s.n)
+	s.resp, s.err = hr.rt.send(ctx, s.n, s.hedge)
 	s.took = time.Since(start)
 	hr.results <- s
 }

@@ -268,7 +268,7 @@ func (r *resumeBody) send(ctx context.Context) (*http.Response, error) {
 	req.Header.Set("If-Range", r.ifRange)
 	req.Body, req.GetBody, req.ContentLength = nil, nil, 0
 	rt := roundTrip{t: r.t, c: &r.cfg, req: req}
-	return rt.send(ctx, r.n0+r.resumes)
+	return rt.send(ctx, r.n0+r.resumes, false)
 }
 
 // check returns why resp cannot carry the body on ("" when it can): it

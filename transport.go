@@ -254,7 +254,7 @@ func (rt *roundTrip) holdOffHost(resp *http.Response) {
 // attempt makes the next attempt (see round for a hedged request).
 func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 	rt.n++
-	return rt.send(ctx, rt.n)
+	return rt.send(ctx, rt.n, false)
 }
 
 // send sends attempt n, under ctx, on a copy of the request, or on the
@@ -263,7 +263,10 @@ func (rt *roundTrip) attempt(ctx context.Context) (*http.Response, error) {
 // several goroutines at once, for the attempts of a hedged round: it
 // changes nothing in rt but what is safe for that (the body's buffer
 // references, the cooldowns).
-func (rt *roundTrip) send(ctx context.Context, n int) (*http.Response, error) {
+func (rt *roundTrip) send(ctx context.Context, n int, hedge bool) (*http.Response, error) {
+	if n > 1 || hedge {
+		ctx = context.WithValue(ctx, attemptKey{}, AttemptInfo{Number: n, Hedge: hedge})
+	}
 	hc := &rt.c.http
 	prepare := hc.prepareRetry != nil && n > 1
 	r := rt.req
