@@ -55,3 +55,21 @@ func TestAttemptFrom(t *testing.T) {
 		assert.Equal(t, []AttemptInfo{{1, false}, {2, true}}, infos)
 	})
 }
+
+// WithOnRetryContext's hook gets the call's context with each retry.
+func TestOnRetryContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type key struct{}
+		base := &fakeBase{script: []reply{respond(503), respond(200)}}
+		var got []any
+		tr := NewTransport(base, discard, WithSleepTime(time.Millisecond),
+			WithOnRetryContext(func(ctx context.Context, e Event) { got = append(got, ctx.Value(key{}), e.Attempt) }))
+		req := newReq(t, "GET", "http://svc/x", nil)
+		req = req.WithContext(context.WithValue(req.Context(), key{}, "caller"))
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		assert.Equal(t, []any{"caller", 1}, got)
+		assert.ErrorIs(t, CheckOptions(WithOnRetryContext(nil)), ErrInvalidOption)
+	})
+}

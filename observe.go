@@ -8,7 +8,7 @@ import (
 // to the kinds it needs:
 //
 //	EventAttempt       metrics (retry_http_attempts_total), WithOnAttempt
-//	EventRetry         metrics (retry_http_retries_total), footprint (WithLogTries), WithOnRetry
+//	EventRetry         metrics (retry_http_retries_total), footprint (WithLogTries), WithOnRetry, WithOnRetryContext
 //	EventGiveUp        footprint (ERROR)
 //	EventBudgetDenied  footprint (WARN)
 //	EventNotRetried    footprint (WARN)
@@ -46,6 +46,9 @@ func (c *config) emit(ctx context.Context, controller string, ev *Event) {
 		c.footprint(ctx, controller, ev)
 		if c.onRetry != nil {
 			c.onRetry(*ev)
+		}
+		if c.onRetryCtx != nil {
+			c.onRetryCtx(ctx, *ev)
 		}
 	case EventGiveUp, EventBudgetDenied, EventNotRetried, EventHedge, EventResume:
 		c.footprint(ctx, controller, ev)

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,7 @@ type (
 	loggerOption      struct{ l *slog.Logger }
 	nameOption        string
 	onRetryOption     func(Event)
+	onRetryCtxOption  func(context.Context, Event)
 	onAttemptOption   func(Event)
 	budgetOption      struct{ b RetryBudget }
 )
@@ -57,6 +59,7 @@ func (logTriesOption) isOption()    {}
 func (loggerOption) isOption()      {}
 func (nameOption) isOption()        {}
 func (onRetryOption) isOption()     {}
+func (onRetryCtxOption) isOption()  {}
 func (onAttemptOption) isOption()   {}
 func (budgetOption) isOption()      {}
 
@@ -128,6 +131,13 @@ func WithName(name string) Option { return nameOption(name) }
 // must not close Event.Response's body.
 func WithOnRetry(hook func(Event)) Option { return onRetryOption(hook) }
 
+// WithOnRetryContext is WithOnRetry with the context of the call (the
+// request's context for a Transport): for a hook that needs what the
+// caller's context carries, such as its trace span (see the module
+// otelretry, which records each wait as an event of the caller's span).
+// It is called after WithOnRetry's hook, if both are set.
+func WithOnRetryContext(hook func(context.Context, Event)) Option { return onRetryCtxOption(hook) }
+
 // WithOnAttempt sets a function called with an EventAttempt after every
 // attempt, whatever its result: the first, each retry and the last,
 // successes included, in the goroutine that made the attempt. Use it for
@@ -148,6 +158,7 @@ type config struct {
 	logger      *slog.Logger
 	name        string
 	onRetry     func(Event)
+	onRetryCtx  func(context.Context, Event)
 	onAttempt   func(Event)
 	// random returns a number in [0, 1) for jitter; tests replace it.
 	random func() float64
@@ -243,6 +254,12 @@ func (c *config) apply(o Option) {
 		c.logger = o.l
 	case nameOption:
 		c.name = string(o)
+	case onRetryCtxOption:
+		if o == nil {
+			c.invalid("WithOnRetryContext(nil): the hook must not be nil")
+			return
+		}
+		c.onRetryCtx = o
 	case onRetryOption:
 		if o == nil {
 			c.invalid("WithOnRetry(nil): the hook must not be nil")
