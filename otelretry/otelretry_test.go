@@ -76,6 +76,7 @@ func TestSpanPerAttempt(t *testing.T) {
 	require.NoError(t, err)
 	resp, err := client.Do(req)
 	require.NoError(t, err)
+	assert.Len(t, clientSpans(rec), 2, "the two 503s' spans ended (their bodies were drained and closed); the answer's is open")
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
