@@ -53,12 +53,23 @@
 // or a quantile of the host's recent latencies), the Transport sends
 // another copy and takes the first answer, cancelling the rest.
 //
+// # Resumable bodies
+//
+// [WithResumeBody] makes a GET's body that breaks in the middle carry on
+// where it stopped, with a range request validated against the first
+// response's ETag (or Last-Modified), and never stitch two versions
+// ([ErrResumeMismatch]).
+//
 // # Observing
 //
 // Every attempt, retry and give-up is an [Event], with an [EventKind]. The
 // loop hands each event to its observers: footprints through log/slog
 // ([WithLogger], [WithLogTries]), Prometheus counters ([NewMetrics],
-// [WithMetrics]), and the hooks of [WithOnAttempt] and [WithOnRetry].
+// [WithMetrics]), and the hooks of [WithOnAttempt], [WithOnRetry] and
+// [WithOnRetryContext]. A RoundTripper below a Transport learns which
+// attempt it sends from [AttemptFrom]; the module
+// github.com/retrykit/retry/otelretry uses it to trace each attempt as an
+// OpenTelemetry span with http.request.resend_count.
 //
 // # Errors
 //
