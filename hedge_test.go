@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -445,9 +446,9 @@ func TestHedgeInvalid(t *testing.T) {
 // WithLogTries writes a footprint for each hedge sent.
 func TestHedgeFootprint(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf strings.Builder
+		var buf bytes.Buffer
 		var mu sync.Mutex
-		logger := slog.New(slog.NewJSONHandler(lockedBuilder{&buf, &mu}, nil))
+		logger := slog.New(slog.NewJSONHandler(lockedWriter{&buf, &mu}, nil))
 		base := &timedBase{plan: slowFirst(100*time.Millisecond, time.Millisecond, 200)}
 		tr := NewTransport(base, WithLogger(logger), WithLogTries(true), WithHedge(&Hedge{Delay: 20 * time.Millisecond}))
 		resp, err := tr.RoundTrip(newReq(t, "GET", "http://svc/x?token=secret", nil))
@@ -461,17 +462,6 @@ func TestHedgeFootprint(t *testing.T) {
 		assert.Contains(t, out, "so we hedge it with the 2 attempt")
 		assert.NotContains(t, out, "secret")
 	})
-}
-
-type lockedBuilder struct {
-	b  *strings.Builder
-	mu *sync.Mutex
-}
-
-func (l lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }
 
 // BenchmarkHedgeSuccessPath measures a successful GET through a Transport

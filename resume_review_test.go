@@ -46,8 +46,9 @@ func ok200(data []byte, cut int, cl int64) *http.Response {
 		Body:   &brokenBody{data: data[:cut], err: syscall.ECONNRESET}}
 }
 
-// first response without Content-Length (chunked), the 206 covers less
-// than the rest: Read ends with io.EOF, the body is silently truncated.
+// A first response without Content-Length (chunked), broken; the 206
+// names the total but covers less than the rest: the body does not end
+// there silently (it used to, truncated).
 func TestResumeUnknownLengthTakesTheRangeTotal(t *testing.T) {
 	data := bytes.Repeat([]byte("x"), 5000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,8 +76,9 @@ func TestResumeUnknownLengthTakesTheRangeTotal(t *testing.T) {
 	assert.Error(t, err, "got %d bytes and a clean EOF", len(got))
 }
 
-// a 206 whose Content-Length is larger than its Content-Range: the
-// caller gets bytes past the announced total.
+// A 206 whose Content-Length is larger than its Content-Range: a mismatch,
+// and never a byte past the body's length (the junk used to reach the
+// caller).
 func TestResumeRangeLongerThanAnnounced(t *testing.T) {
 	data := bytes.Repeat([]byte("y"), 5000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -104,8 +106,8 @@ func TestResumeRangeLongerThanAnnounced(t *testing.T) {
 	assert.Equal(t, data[:len(got)], got)
 }
 
-// Read's errors carry the base's error text and the reason phrase
-// unredacted (RoundTrip's *Error and the footprints redact them).
+// Read's errors are redacted of the URL's secrets, as RoundTrip's *Error
+// and the footprints are: in the base's error text and in reason phrases.
 func TestResumeErrorsAreRedacted(t *testing.T) {
 	data := bytes.Repeat([]byte("z"), 100)
 	for name, second := range map[string]reply{
@@ -137,7 +139,7 @@ func TestResumeErrorsAreRedacted(t *testing.T) {
 	}
 }
 
-// a 503 to a resume with Retry-After: the next resume ignores it.
+// A 503 to a resume with Retry-After: the next resume waits for it.
 func TestResumeHonoursRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		data := bytes.Repeat([]byte("w"), 100)
@@ -166,9 +168,9 @@ func TestResumeHonoursRetryAfter(t *testing.T) {
 	})
 }
 
-// all bytes of a chunked body arrived, but the terminating chunk was
-// lost: the resume asks bytes=N- and gets 416 bytes */N: a mismatch error
-// for a complete body.
+// All bytes of a chunked body arrived, but the terminating chunk was lost:
+// the resume asks bytes=N- and gets 416 bytes */N, which ends the body
+// cleanly (it used to be a mismatch for a complete body).
 func TestResumeCompleteBodyThen416IsEOF(t *testing.T) {
 	data := bytes.Repeat([]byte("q"), 3000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -196,8 +198,8 @@ var _ = fmt.Sprint
 var _ = strconv.Itoa
 var _ = strings.Contains
 
-// the original read error is lost once a resume itself fails (503,
-// then out of resumes; or a non-retryable error of the resume's send).
+// The read error that broke the body is still wrapped when a resume itself
+// fails (503, then out of resumes; or a non-retryable error of its send).
 func TestResumeGiveUpWrapsTheReadError(t *testing.T) {
 	data := bytes.Repeat([]byte("e"), 100)
 	for name, second := range map[string]reply{
@@ -224,8 +226,8 @@ func TestResumeGiveUpWrapsTheReadError(t *testing.T) {
 	}
 }
 
-// attempt timeout, hedging, per-request options and Close in every
-// phase: no leak, no race, the late response is closed.
+// Attempt timeout, hedging, per-request options and Close in every phase:
+// no leak, no race, the late response is closed.
 func TestResumeCloseDuringSend(t *testing.T) {
 	leakCheck(t)
 	data := bytes.Repeat([]byte("c"), 100)
@@ -314,9 +316,9 @@ func TestResumeAfterRedirect(t *testing.T) {
 	assert.Len(t, res.Requests(), 3)
 }
 
-// Last-Modified used as If-Range although it is a weak validator (not
-// 1 s older than Date, RFC 9110 8.8.2.2 / 13.1.5): a change within the same
-// second is stitched.
+// A Last-Modified not a second older than Date is a weak validator (RFC
+// 9110 8.8.2.2, 13.1.5): the body is not resumable, so a change within the
+// same second cannot be stitched (it used to be).
 func TestResumeLastModifiedNeedsADateASecondLater(t *testing.T) {
 	v1, v2 := bytes.Repeat([]byte("1"), 5000), bytes.Repeat([]byte("2"), 5000)
 	mod := time.Now().UTC().Truncate(time.Second)
@@ -344,7 +346,6 @@ func TestResumeLastModifiedNeedsADateASecondLater(t *testing.T) {
 	}
 }
 
-// with the default Budget, WithResumeBody(10) gives up at the 4th cut.
 // Resumes that follow progress do not spend the budget: the default budget
 // (3 retries per 10 s) does not cap a download cut five times.
 func TestResumeDefaultBudget(t *testing.T) {

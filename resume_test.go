@@ -101,7 +101,7 @@ func TestResumeCutThreeTimes(t *testing.T) {
 			assert.Equal(t, http.StatusOK, r.Status)
 		} else {
 			at += cuts[i-1]
-			assert.Equal(t, "bytes="+itoa(at)+"-", r.Range, "resume %d starts where the body broke", i)
+			assert.Equal(t, "bytes="+strconv.FormatInt(at, 10)+"-", r.Range, "resume %d starts where the body broke", i)
 			assert.Equal(t, reqs[0].ETag, r.IfRange, "If-Range: the first response's ETag")
 			assert.Equal(t, http.StatusPartialContent, r.Status)
 		}
@@ -109,9 +109,6 @@ func TestResumeCutThreeTimes(t *testing.T) {
 	assert.Equal(t, 3.0, testutil.ToFloat64(m.resumes.WithLabelValues("dl", "ok")))
 }
 
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-func strconvFormat(n int64) string { return strconv.FormatInt(n, 10) }
 
 // The resource changes between the cut and the resume: ErrResumeMismatch,
 // and every byte delivered before it is of the first version.
@@ -157,7 +154,7 @@ type contentRangeShifter struct{ http.ResponseWriter }
 func (c *contentRangeShifter) WriteHeader(code int) {
 	if cr := c.Header().Get("Content-Range"); code == http.StatusPartialContent && cr != "" {
 		first, last, total, _ := parseContentRange(cr)
-		c.Header().Set("Content-Range", "bytes "+strconvFormat(first+1)+"-"+strconvFormat(last)+"/"+strconvFormat(total))
+		c.Header().Set("Content-Range", "bytes "+strconv.FormatInt(first+1, 10)+"-"+strconv.FormatInt(last, 10)+"/"+strconv.FormatInt(total, 10))
 	}
 	c.ResponseWriter.WriteHeader(code)
 }
