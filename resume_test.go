@@ -109,7 +109,6 @@ func TestResumeCutThreeTimes(t *testing.T) {
 	assert.Equal(t, 3.0, testutil.ToFloat64(m.resumes.WithLabelValues("dl", "ok")))
 }
 
-
 // The resource changes between the cut and the resume: ErrResumeMismatch,
 // and every byte delivered before it is of the first version.
 func TestResumeResourceChanged(t *testing.T) {
