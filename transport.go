@@ -71,9 +71,8 @@ type Transport struct {
 // the HTTP ones (WithClassifier, WithRetryNonIdempotent,
 // WithMaxBufferedBody, WithAttemptTimeout, WithAttemptHeader,
 // WithPrepareRetry, WithMetrics, WithHostCooldown, WithHedge,
-// WithResumeBody). Without
-// WithBudget, the Transport gets a
-// Budget of its own with the default fields. WithRequestOptions adds
+// WithResumeBody). Without WithBudget, the Transport gets a Budget of its
+// own with the default fields. WithRequestOptions adds
 // options for one request.
 //
 // NewTransport panics, with the message Do would return, if an option is
@@ -276,7 +275,7 @@ func (rt *roundTrip) send(ctx context.Context, n int, hedge bool) (*http.Respons
 		actx, timer = startAttemptTimer(ctx, hc.attemptTimeout)
 		r = r.WithContext(actx)
 	} else if ctx != rt.req.Context() {
-		r = r.WithContext(ctx) // a hedged round's attempt context
+		r = r.WithContext(ctx) // a hedged round's attempt context, or an AttemptInfo
 	} else if hc.attemptHeader != "" || prepare || rt.body.changes(n) {
 		r = new(http.Request)
 		*r = *rt.req
