@@ -38,7 +38,7 @@ type flight struct {
 // goroutine that runs them (the loop's); the attempts' goroutines only send
 // on results, and the timer only ticks on it.
 type hedgedRound struct {
-	rt      *roundTrip
+	rt      *hedgedRoundTrip
 	ctx     context.Context
 	results chan sent // made once per request, for all its rounds
 	round   int       // the current round's number
@@ -49,10 +49,18 @@ type hedgedRound struct {
 }
 
 // hedgedRoundTrip is a hedged request's roundTrip and its rounds' state, in
-// one allocation.
+// one allocation (apart from roundTrip, whose size the success path of
+// every other request pays for).
 type hedgedRoundTrip struct {
 	roundTrip
 	hr hedgedRound
+	// hedge is the request's Hedge; last and lastHedge say which attempt
+	// the last round returned, and lastDelay is the round's hedge delay.
+	hedge     *Hedge
+	unsent    int // attempts that could not be sent
+	last      int
+	lastHedge bool
+	lastDelay time.Duration
 }
 
 // tick is the hedge timer's function: it tells round that the delay
@@ -67,7 +75,7 @@ func (hr *hedgedRound) tick(round int) {
 
 // round makes attempt rt.n+1 and hedges it; see WithHedge. A request whose
 // body cannot be sent again is not hedged: its round is its one attempt.
-func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
+func (rt *hedgedRoundTrip) round(ctx context.Context) (*http.Response, error) {
 	if !rt.body.replayable() {
 		rt.n++
 		rt.last = rt.n
@@ -90,7 +98,7 @@ func (rt *roundTrip) round(ctx context.Context) (*http.Response, error) {
 	// No more hedges in flight than attempts may be made, whatever
 	// MaxHedges says.
 	most := min(rt.hedge.maxHedges(), rt.c.maxAttempts-1)
-	hr := rt.hr
+	hr := &rt.hr
 	hr.ctx = ctx
 	hr.round++
 	if hr.results == nil {
@@ -284,7 +292,7 @@ func (hr *hedgedRound) release(r sent, held bool) {
 // it and, if it failed, retries it or not. Its context now ends when its
 // body is closed (or at once, without a response). won says whether r is a
 // hedge whose result is the round's (retry_http_hedges_total's "won").
-func (rt *roundTrip) hand(r sent, won bool) (*http.Response, error) {
+func (rt *hedgedRoundTrip) hand(r sent, won bool) (*http.Response, error) {
 	rt.last, rt.lastHedge = r.n, r.hedge
 	if r.hedge {
 		rt.c.metrics.hedge(rt.method(), won)
@@ -301,7 +309,7 @@ func (rt *roundTrip) hand(r sent, won bool) (*http.Response, error) {
 // will not see (every one but the round's result), as the loop does for
 // its own: an EventAttempt, and the budget's Attempted unless the round
 // cancelled it. A hedge that is not the round's result counts as lost.
-func (rt *roundTrip) report(ctx context.Context, r sent, cat Category) {
+func (rt *hedgedRoundTrip) report(ctx context.Context, r sent, cat Category) {
 	c := rt.c
 	if b := c.budget; b != nil && cat != Canceled {
 		if _, local := b.(*Budget); !local {
@@ -332,12 +340,12 @@ func (rt *roundTrip) report(ctx context.Context, r sent, cat Category) {
 // made tells the loop how many attempts the request has made (those that
 // could not be sent left out), and the number of the one the last round
 // returned and whether it was a hedge.
-func (rt *roundTrip) made() (total, last int, hedge bool) {
+func (rt *hedgedRoundTrip) made() (total, last int, hedge bool) {
 	return rt.n - rt.unsent, rt.last, rt.lastHedge
 }
 
 // emitHedge tells the observers that hedge n was sent.
-func (rt *roundTrip) emitHedge(ctx context.Context, n int) {
+func (rt *hedgedRoundTrip) emitHedge(ctx context.Context, n int) {
 	c := rt.c
 	ev := Event{Kind: EventHedge, Attempt: n, Hedge: true, MaxAttempts: c.maxAttempts, RetryAfter: -1, Delay: rt.lastDelay}
 	ev.Name = c.name
@@ -352,7 +360,7 @@ func (rt *roundTrip) emitHedge(ctx context.Context, n int) {
 // sends a hedge (0: never): the Hedge's Delay, or the Quantile of the
 // host's recent latencies once it has HedgeMinSamples, never below
 // MinDelay.
-func (rt *roundTrip) hedgeDelay() time.Duration {
+func (rt *hedgedRoundTrip) hedgeDelay() time.Duration {
 	h := rt.hedge
 	d := h.Delay
 	if h.Quantile > 0 {
@@ -366,7 +374,7 @@ func (rt *roundTrip) hedgeDelay() time.Duration {
 
 // recordLatency adds a successful attempt's latency to its host's, when a
 // Quantile needs them.
-func (rt *roundTrip) recordLatency(d time.Duration) {
+func (rt *hedgedRoundTrip) recordLatency(d time.Duration) {
 	if rt.hedge.Quantile > 0 {
 		rt.latencies().add(d)
 	}
@@ -374,7 +382,7 @@ func (rt *roundTrip) recordLatency(d time.Duration) {
 
 // latencies returns the latencies of the request's host (scheme, host and
 // port) in this Transport.
-func (rt *roundTrip) latencies() *latencies {
+func (rt *hedgedRoundTrip) latencies() *latencies {
 	i := 0
 	if rt.req.URL.Scheme == "https" {
 		i = 1

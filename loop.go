@@ -91,7 +91,9 @@ func run[T any](ctx context.Context, c *config, cl *call, h hooks[T]) (T, error)
 	default:
 		b.Started(cl.host)
 	}
-	c.learnCooldown(cl.host)
+	if c.shared != nil {
+		c.learnCooldown(cl.host)
+	}
 	if c.cooldowns != nil && c.cooldowns.active.Load() != 0 {
 		// Some host cools down: wait if it is this call's.
 		if o, cause := holdOff(ctx, c, cl); cause != nil {

@@ -162,10 +162,9 @@ func (t *Transport) roundTrip(req *http.Request, c *config) (*http.Response, err
 // apart, so that the roundTrip of a request that is not hedged stays on
 // the stack (escape analysis sees each function as a whole).
 func (t *Transport) roundTripHedged(req *http.Request, c *config) (*http.Response, error) {
-	h := &hedgedRoundTrip{roundTrip: roundTrip{t: t, c: c, req: req, hedge: c.http.hedge}}
-	rt := &h.roundTrip
-	rt.hr, h.hr.rt = &h.hr, rt
-	return rt.exchange(rt.round, rt.made)
+	h := &hedgedRoundTrip{roundTrip: roundTrip{t: t, c: c, req: req}, hedge: c.http.hedge}
+	h.hr.rt = h
+	return h.exchange(h.round, h.made)
 }
 
 // exchange prepares the request's body, runs the loop with attempt, and
@@ -225,15 +224,6 @@ type roundTrip struct {
 	body requestBody
 	n    int      // attempts made
 	url  *url.URL // see secrets
-	// hedge is the Hedge of a request that may be hedged (nil: not
-	// hedged; see roundTripHedged); last and lastHedge say which attempt
-	// the last round returned, and lastDelay is the round's hedge delay.
-	hedge     *Hedge
-	hr        *hedgedRound
-	unsent    int // hedged attempts that could not be sent
-	last      int
-	lastHedge bool
-	lastDelay time.Duration
 }
 
 // holdOffHost starts the host's cooldown when its 429 or 503 asks, with a
@@ -274,8 +264,8 @@ func (rt *roundTrip) send(ctx context.Context, n int, hedge bool) (*http.Respons
 		var actx context.Context
 		actx, timer = startAttemptTimer(ctx, hc.attemptTimeout)
 		r = r.WithContext(actx)
-	} else if ctx != rt.req.Context() {
-		r = r.WithContext(ctx) // a hedged round's attempt context, or an AttemptInfo
+	} else if n > 1 || ctx != rt.req.Context() {
+		r = r.WithContext(ctx) // an AttemptInfo, or a hedged round's attempt context
 	} else if hc.attemptHeader != "" || prepare || rt.body.changes(n) {
 		r = new(http.Request)
 		*r = *rt.req
