@@ -55,9 +55,7 @@ func TestResumeUnknownLengthTakesTheRangeTotal(t *testing.T) {
 		w.Header().Set("ETag", `"v1"`)
 		w.Header().Set("Accept-Ranges", "bytes")
 		if r.Header.Get("Range") == "" {
-			_, _ = w.Write(data[:1000]) // chunked
-			http.NewResponseController(w).Flush()
-			panic(http.ErrAbortHandler)
+			writeAndBreak(w, data[:1000]) // chunked
 		}
 		w.Header().Set("Content-Range", "bytes 1000-1009/5000") // a shorter range: allowed to a server
 		w.Header().Set("Content-Length", "10")
@@ -86,9 +84,7 @@ func TestResumeRangeLongerThanAnnounced(t *testing.T) {
 		w.Header().Set("Accept-Ranges", "bytes")
 		if r.Header.Get("Range") == "" {
 			w.Header().Set("Content-Length", "5000")
-			_, _ = w.Write(data[:1000])
-			http.NewResponseController(w).Flush()
-			panic(http.ErrAbortHandler)
+			writeAndBreak(w, data[:1000])
 		}
 		w.Header().Set("Content-Range", "bytes 1000-4999/5000")
 		w.Header().Set("Content-Length", "4010")
@@ -177,9 +173,7 @@ func TestResumeCompleteBodyThen416IsEOF(t *testing.T) {
 		w.Header().Set("ETag", `"v1"`)
 		w.Header().Set("Accept-Ranges", "bytes")
 		if r.Header.Get("Range") == "" {
-			_, _ = w.Write(data)
-			http.NewResponseController(w).Flush()
-			panic(http.ErrAbortHandler)
+			writeAndBreak(w, data)
 		}
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	}))
@@ -268,9 +262,7 @@ func TestResumeWithAttemptTimeoutHedgeAndRequestOptions(t *testing.T) {
 		if r.Header.Get("Range") == "" {
 			w.Header().Set("Accept-Ranges", "bytes")
 			w.Header().Set("Content-Length", "200000")
-			_, _ = w.Write(data[:1000])
-			http.NewResponseController(w).Flush()
-			panic(http.ErrAbortHandler)
+			writeAndBreak(w, data[:1000])
 		}
 		w.Header().Set("X-Attempt", r.Header.Get("X-Attempt"))
 		w.Header().Set("Content-Range", "bytes 1000-199999/200000")
@@ -329,9 +321,7 @@ func TestResumeLastModifiedNeedsADateASecondLater(t *testing.T) {
 			w.Header().Set("Accept-Ranges", "bytes")
 			w.Header().Set("Last-Modified", mod.Format(http.TimeFormat))
 			w.Header().Set("Content-Length", "5000")
-			_, _ = w.Write(v1[:1000])
-			http.NewResponseController(w).Flush()
-			panic(http.ErrAbortHandler)
+			writeAndBreak(w, v1[:1000])
 		}
 		http.ServeContent(w, r, "", mod, bytes.NewReader(v2)) // changed in the same second
 	}))
@@ -445,4 +435,12 @@ func TestResumeScheduleAndBudgetFollowProgress(t *testing.T) {
 		require.NoError(t, resp.Body.Close())
 		assert.Equal(t, 2, calls, "the request and one free try")
 	})
+}
+
+// writeAndBreak sends b as the response body so far, then breaks the
+// connection (the client's Read fails after b).
+func writeAndBreak(w http.ResponseWriter, b []byte) {
+	_, _ = w.Write(b)
+	_ = http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
 }
